@@ -1,0 +1,1 @@
+"""Agent configuration: `model` (frozen data) and `load` (flags, files, merge, validation)."""
