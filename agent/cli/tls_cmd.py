@@ -14,134 +14,13 @@ command/tls (flags, defaults, file names, messages, exit codes) and mitchellh/cl
 from __future__ import annotations
 
 import os
-import re
 import sys
-import textwrap
-from dataclasses import dataclass, field
 
+from agent.cli.flags import FlagError, FlagSet, HelpRequested
 from agent.tlsutil import certs
 from agent.tlsutil.certs import CertError
 
 __all__ = ["run"]
-
-
-# -- Go-style flag parsing -------------------------------------------------------------------
-
-class _FlagError(Exception):
-    pass
-
-
-class _HelpRequested(Exception):
-    pass
-
-
-@dataclass
-class _Flag:
-    name: str
-    kind: str           # "bool" | "int" | "string" | "list"
-    default: object
-    usage: str
-
-
-@dataclass
-class _FlagSet:
-    flags: dict[str, _Flag] = field(default_factory=dict)
-
-    def add(self, name: str, kind: str, default, usage: str) -> None:
-        self.flags[name] = _Flag(name, kind, default, usage)
-
-    def parse(self, args: list[str]) -> tuple[dict[str, object], list[str]]:
-        values: dict[str, object] = {
-            f.name: (list(f.default) if f.kind == "list" else f.default) for f in self.flags.values()}
-        args = list(args)
-        while args:
-            s = args[0]
-            if len(s) < 2 or s[0] != "-":
-                break
-            minuses = 1
-            if s[1] == "-":
-                minuses = 2
-                if len(s) == 2:     # "--" ends the flags
-                    args.pop(0)
-                    break
-            name = s[minuses:]
-            if not name or name[0] in "-=":
-                raise _FlagError(f"bad flag syntax: {s}")
-            args.pop(0)
-            has_value, value = False, ""
-            if "=" in name[1:]:
-                i = name.index("=", 1)
-                name, value, has_value = name[:i], name[i + 1:], True
-            flag = self.flags.get(name)
-            if flag is None:
-                if name in ("help", "h"):
-                    raise _HelpRequested()
-                raise _FlagError(f"flag provided but not defined: -{name}")
-            if flag.kind == "bool":
-                if has_value:
-                    b = _parse_bool(value)
-                    if b is None:
-                        raise _FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
-                    values[name] = b
-                else:
-                    values[name] = True
-                continue
-            if not has_value:
-                if not args:
-                    raise _FlagError(f"flag needs an argument: -{name}")
-                value = args.pop(0)
-            if flag.kind == "int":
-                n = _parse_int(value)
-                if n is None:
-                    raise _FlagError(f'invalid value "{value}" for flag -{name}: parse error')
-                values[name] = n
-            elif flag.kind == "list":
-                values[name].append(value)  # type: ignore[union-attr]
-            else:
-                values[name] = value
-        return values, args
-
-    def usage(self) -> str:
-        """Consul's flags.Usage "Command Options" block."""
-        out = ["Command Options", ""]
-        for name in sorted(self.flags):
-            f = self.flags[name]
-            example = {"bool": "", "int": "int", "string": "string", "list": "value"}[f.kind]
-            out.append(f"  -{name}=<{example}>" if example else f"  -{name}")
-            if f.kind == "bool":
-                dv = "true" if f.default else "false"
-            elif f.kind == "list":
-                dv = ",".join(f.default)  # type: ignore[arg-type]
-            else:
-                dv = str(f.default)
-            wrapped = textwrap.wrap(f"{f.usage} ({dv})", width=67, break_long_words=False,
-                                    break_on_hyphens=False) or [""]
-            out += ["     " + line for line in wrapped]
-            out.append("")
-        return "\n".join(out).rstrip("\n")
-
-
-def _parse_bool(v: str) -> bool | None:
-    if v in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if v in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    return None
-
-
-def _parse_int(v: str) -> int | None:
-    """Go's strconv.ParseInt(v, 0, 64): decimal, 0x/0o/0b prefixes, a leading 0 means octal."""
-    s = v.replace("_", "") if re.match(r"^[+-]?0[xXbBoO]", v) else v
-    try:
-        n = int(s, 0)
-    except ValueError:
-        if re.fullmatch(r"[+-]?0[0-7]+", v):
-            n = int(v, 8)
-        else:
-            return None
-    if not -(1 << 63) <= n < (1 << 63):
-        return None
-    return n
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -254,8 +133,8 @@ Usage: isthmus tls cert create [options]
   ==> Saved dc1-client-consul-0-key.pem"""
 
 
-def _ca_create_flags() -> _FlagSet:
-    fs = _FlagSet()
+def _ca_create_flags() -> FlagSet:
+    fs = FlagSet()
     fs.add("days", "int", certs.DEFAULT_CA_DAYS,
            "Number of days the CA is valid for. Defaults to 1825 days (approximately 5 years).")
     fs.add("name-constraint", "bool", False,
@@ -278,8 +157,8 @@ def _ca_create_flags() -> _FlagSet:
     return fs
 
 
-def _cert_create_flags() -> _FlagSet:
-    fs = _FlagSet()
+def _cert_create_flags() -> FlagSet:
+    fs = FlagSet()
     fs.add("ca", "string", "#DOMAIN#-agent-ca.pem",
            "Provide path to the ca. Defaults to #DOMAIN#-agent-ca.pem.")
     fs.add("key", "string", "#DOMAIN#-agent-ca-key.pem",
@@ -305,12 +184,12 @@ def _cert_create_flags() -> _FlagSet:
     return fs
 
 
-def _parse_or_report(fs: _FlagSet, args: list[str]) -> dict[str, object] | int:
+def _parse_or_report(fs: FlagSet, args: list[str]) -> dict[str, object] | int:
     try:
         values, _rest = fs.parse(args)   # Consul ignores positional leftovers
-    except _HelpRequested:
+    except HelpRequested:
         return 0
-    except _FlagError as e:
+    except FlagError as e:
         _err(str(e))
         _err(f"Failed to parse args: {e}")
         return 1

@@ -1,0 +1,54 @@
+"""`isthmus <command> [args]`: dispatch to the command, print Consul-style usage otherwise."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+def _agent(argv: list[str]) -> int:
+    from .agent_cmd import run
+    return run(argv)
+
+
+def _tls(argv: list[str]) -> int:
+    from .tls_cmd import run
+    return run(argv)
+
+
+def _cmd(name: str) -> Callable[[list[str]], int]:
+    def call(argv: list[str]) -> int:
+        from . import commands
+        return getattr(commands, name)(argv)
+    return call
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "agent": (_agent, "Runs an Isthmus agent"),
+    "info": (_cmd("info"), "Provides debugging information for operators."),
+    "leave": (_cmd("leave"), "Gracefully leaves the cluster and shuts down"),
+    "tls": (_tls, "Builtin helpers for creating CAs and certificates"),
+    "version": (_cmd("version"), "Prints the Isthmus version"),
+}
+
+
+def usage() -> str:
+    width = max(len(n) for n in COMMANDS) + 4
+    rows = "\n".join(f"    {n.ljust(width)}{h}" for n, (_, h) in sorted(COMMANDS.items()))
+    return f"Usage: isthmus [--version] [--help] <command> [<args>]\n\nAvailable commands are:\n{rows}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "-help", "--help", "help"):
+        print(usage(), file=sys.stderr)
+        return 0 if argv else 1
+    if argv[0] in ("-v", "-version", "--version"):
+        argv = ["version"]
+    entry = COMMANDS.get(argv[0])
+    if entry is None:
+        print(f"Unknown command: {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 1
+    try:
+        return entry[0](argv[1:])
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""Consul-compatible HTTP API (aiohttp)."""

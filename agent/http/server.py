@@ -1,0 +1,123 @@
+"""Consul's HTTP API on aiohttp: routing, error conventions, JSON and `?pretty`.
+
+Errors are plain text as in Consul's agent/http.go: 400 bad request, 403 permission
+denied, 404 unknown path ("404 page not found"), 405 wrong method ("method X not
+allowed", with Allow), 500 anything else with the error string as body.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from .. import log
+from ..errors import IsthmusError
+from . import agent_endpoints, status_endpoints
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+_log = log.get("http")
+Endpoint = Callable[["Agent", web.Request], Awaitable[Any]]
+
+
+class HTTPError(IsthmusError):
+    """An error with its HTTP status code; the message is the plain-text body."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+def bad_request(message: str) -> HTTPError:
+    return HTTPError(400, message)
+
+
+def encode(obj: Any, pretty: bool) -> bytes:
+    """JSON as Go's encoding/json writes it: compact, or indented by 4 with a newline (?pretty)."""
+    if pretty:
+        return (json.dumps(obj, indent=4, ensure_ascii=False) + "\n").encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _text(status: int, body: str, headers: dict | None = None) -> web.Response:
+    return web.Response(status=status, text=body, headers=headers,
+                        content_type="text/plain", charset="utf-8")
+
+
+def _permission_denied(exc: Exception) -> bool:
+    msg = str(exc)
+    return msg.startswith("Permission denied") or msg.startswith("ACL not found")
+
+
+class HTTPServer:
+    """Serves the agent's HTTP API on every client address."""
+
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+        self.app = web.Application(middlewares=[self._errors], client_max_size=32 * 1024 * 1024)
+        self._runner: web.AppRunner | None = None
+        self.addresses: list[tuple[str, int]] = []
+        self._routes: dict[str, dict[str, Endpoint]] = {}
+        for mod in (agent_endpoints, status_endpoints):
+            for path, methods in mod.ROUTES.items():
+                for method, fn in methods.items():
+                    self.route(method, path, fn)
+
+    def route(self, method: str, path: str, fn: Endpoint) -> None:
+        """Serve `method path` with `fn(agent, request)`, whose result is sent as JSON."""
+        methods = self._routes.setdefault(path, {})
+        if not methods:
+            self.app.router.add_route("*", path, self._dispatch)
+        methods[method] = fn
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        methods = self._routes[request.match_info.route.resource.canonical]
+        fn = methods.get(request.method)
+        if fn is None:
+            if request.method == "OPTIONS":
+                return web.Response(status=200, headers={"Allow": ",".join(sorted(methods) + ["OPTIONS"])})
+            raise HTTPError(405, f"method {request.method} not allowed",
+                            {"Allow": ",".join(sorted(methods))})
+        result = await fn(self.agent, request)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return web.Response(body=encode(result, "pretty" in request.query),
+                            content_type="application/json")
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HTTPError as exc:
+            return _text(exc.status, str(exc), exc.headers)
+        except web.HTTPNotFound:
+            return _text(404, "404 page not found\n")
+        except web.HTTPException as exc:
+            return _text(exc.status, exc.reason)
+        except IsthmusError as exc:
+            return _text(403 if _permission_denied(exc) else 500, str(exc))
+        except Exception as exc:               # our bug: log it, answer 500, keep serving
+            _log.exception("request %s %s failed", request.method, request.path)
+            return _text(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def start(self) -> None:
+        cfg = self.agent.config
+        if cfg.ports.http < 0:
+            return
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        for host in cfg.client_addrs:
+            site = web.TCPSite(self._runner, host, cfg.ports.http, reuse_address=True)
+            await site.start()
+            for sock in site._server.sockets:       # the bound port (0 → ephemeral in tests)
+                self.addresses.append(sock.getsockname()[:2])
+        _log.info("HTTP API listening on %s",
+                  ", ".join(f"{h}:{p}" for h, p in self.addresses))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

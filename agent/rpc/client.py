@@ -1,0 +1,194 @@
+"""Outgoing msgpack-RPC: a pool with one connection per server address.
+
+Calls share the connection and are matched by `Seq`; each has its own deadline. A broken
+connection fails its calls with ConnectionLost and is dropped; the next call reconnects.
+TLS (when a client context is given): connect, send byte 3, handshake, then byte 0 inside.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Any, Callable
+
+from _core.errors import DecodeError
+from _core.rpcframe import REPLY, FrameDecoder, encode_request
+
+from .. import log
+from ..config.model import Limits
+from ..errors import ConnectionLost, RPCConnectError, RPCTimeout, remote_error
+from .server import RPC_CONSUL, RPC_TLS
+
+Addr = tuple[str, int]
+_log = log.get("rpc.client")
+
+
+class _ClientConn(asyncio.Protocol):
+    def __init__(self, pool: "RPCPool", addr: Addr) -> None:
+        self._pool = pool
+        self.addr = addr
+        self._feed = FrameDecoder(REPLY, pool.limits.rpc_max_header_bytes,
+                                  pool.limits.rpc_max_body_bytes).feed
+        self._pending: dict[int, tuple[asyncio.Future, asyncio.TimerHandle | None]] = {}
+        self._seq = 0
+        self.tr: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.tr = transport
+
+    def call(self, method: str, body: Any, timeout: float | None) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        self._seq += 1
+        seq = self._seq
+        fut = loop.create_future()
+        timer = loop.call_later(timeout, self._expire, seq, method, timeout) if timeout else None
+        self._pending[seq] = (fut, timer)
+        self.tr.write(encode_request(method, seq, body))
+        return fut
+
+    def _expire(self, seq: int, method: str, timeout: float) -> None:
+        entry = self._pending.pop(seq, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(RPCTimeout(
+                f"rpc error making call: {method} to {self.addr[0]}:{self.addr[1]} "
+                f"timed out after {timeout:g}s"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._feed(data)
+        except DecodeError as exc:
+            _log.warning("malformed RPC reply, closing: %s peer=%s:%s", exc, *self.addr)
+            self._fail(ConnectionLost(f"malformed reply from {self.addr[0]}:{self.addr[1]}: {exc}"))
+            self.tr.abort()
+            return
+        pending = self._pending
+        for method, seq, error, body in frames:
+            entry = pending.pop(seq, None)
+            if entry is None:
+                continue                        # timed out or cancelled earlier
+            fut, timer = entry
+            if timer is not None:
+                timer.cancel()
+            if fut.done():
+                continue
+            if error:
+                fut.set_exception(remote_error(error, method))
+            else:
+                fut.set_result(body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool._forget(self)
+        why = f": {exc}" if exc else ""
+        self._fail(ConnectionLost(f"connection to {self.addr[0]}:{self.addr[1]} closed{why}"))
+
+    def _fail(self, err: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for fut, timer in pending.values():
+            if timer is not None:
+                timer.cancel()
+            if not fut.done():
+                fut.set_exception(err)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending)
+
+
+class RPCPool:
+    """Connections to servers, one per address, shared by concurrent calls."""
+
+    def __init__(self, limits: Limits | None = None, *, tls_context: ssl.SSLContext | None = None,
+                 server_name: Callable[[str | None], str | None] | None = None,
+                 connect_timeout: float = 10.0) -> None:
+        self.limits = limits or Limits()
+        self.tls_context = tls_context
+        self._server_name = server_name or (lambda dc: None)
+        self.connect_timeout = connect_timeout
+        self._conns: dict[Addr, _ClientConn] = {}
+        self._connecting: dict[Addr, asyncio.Future] = {}
+
+    async def call(self, addr: Addr, method: str, body: Any = None, *,
+                   timeout: float | None = None, dc: str | None = None) -> Any:
+        """Call `method` on the server at `addr`; its error reply raises a typed RPCError."""
+        conn = self._conns.get(addr)
+        if conn is None or conn.closed:
+            conn = await self._get(addr, dc)
+        if timeout is None:
+            timeout = self.limits.rpc_client_timeout
+        return await conn.call(method, {} if body is None else body, timeout)
+
+    async def close(self) -> None:
+        """Close every connection; calls in flight fail with ConnectionLost."""
+        for fut in list(self._connecting.values()):
+            fut.cancel()
+        for conn in list(self._conns.values()):
+            if conn.tr is not None:
+                conn.tr.close()
+        self._conns.clear()
+        await asyncio.sleep(0)
+
+    def _forget(self, conn: _ClientConn) -> None:
+        if self._conns.get(conn.addr) is conn:
+            del self._conns[conn.addr]
+
+    async def _get(self, addr: Addr, dc: str | None) -> _ClientConn:
+        waiting = self._connecting.get(addr)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        fut = asyncio.get_running_loop().create_future()
+        self._connecting[addr] = fut
+        try:
+            conn = await self._connect(addr, dc)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()            # retrieved: no "never retrieved" warning
+            raise
+        finally:
+            self._connecting.pop(addr, None)
+        self._conns[addr] = conn
+        fut.set_result(conn)
+        return conn
+
+    async def _connect(self, addr: Addr, dc: str | None) -> _ClientConn:
+        loop = asyncio.get_running_loop()
+        host, port = addr
+        factory = lambda: _ClientConn(self, addr)  # noqa: E731
+        where = f"{host}:{port}"
+        try:
+            if self.tls_context is None:
+                tr, conn = await asyncio.wait_for(
+                    loop.create_connection(factory, host, port), self.connect_timeout)
+                tr.write(bytes((RPC_CONSUL,)))
+                return conn
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, addr), self.connect_timeout)
+                await loop.sock_sendall(sock, bytes((RPC_TLS,)))
+                name = self._server_name(dc)
+                tr, conn = await asyncio.wait_for(
+                    loop.create_connection(factory, sock=sock, ssl=self.tls_context,
+                                           server_hostname=name or "",
+                                           ssl_handshake_timeout=self.connect_timeout),
+                    self.connect_timeout + 1)
+            except BaseException:
+                sock.close()
+                raise
+            tr.write(bytes((RPC_CONSUL,)))
+            return conn
+        except TimeoutError:
+            raise RPCConnectError(f'failed to connect to "{where}": dial tcp {where}: '
+                                  f"i/o timeout") from None
+        except ssl.SSLError as exc:
+            raise RPCConnectError(f'failed to connect to "{where}": TLS handshake failed: '
+                                  f"{exc.reason or exc}") from None
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise RPCConnectError(f'failed to connect to "{where}": dial tcp {where}: '
+                                  f"connect: {reason}") from None
