@@ -65,6 +65,13 @@ class Agent:
             await self.stop()
             raise
         self.started_at = time.time()
+        inert = [name for name, value in (
+            ("retry_join", cfg.retry_join), ("retry_join_wan", cfg.retry_join_wan),
+            ("encrypt", cfg.encrypt)) if value]
+        if inert:
+            # Honest about what is configured but not acted on yet (gossip: issue #3).
+            _log.warning("LAN/WAN gossip is not implemented yet: %s configured but not used",
+                         ", ".join(inert))
 
     async def _start_server(self) -> None:
         cfg = self.config

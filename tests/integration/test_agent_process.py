@@ -147,3 +147,21 @@ def test_json_logs():
     assert records, a.output
     assert {"@level", "@message", "@module", "@timestamp"} <= set(records[0])
     assert {"agent", "http"} <= {r["@module"] for r in records}
+
+
+def test_client_agent_without_servers_says_so(tmp_path):
+    a = AgentProc("-data-dir", str(tmp_path / "c"), "-bind", "127.0.0.1", "-client", "127.0.0.1",
+                  "-node", "client1", "-retry-join", "127.0.0.9")
+    try:
+        a.wait_ready()
+        status, body, _ = a.get("/v1/status/leader")
+        assert (status, body) == (500, "No known Consul servers")
+        me = a.get_json("/v1/agent/self")
+        assert me["Config"]["Server"] is False and me["Member"]["Tags"]["role"] == "node"
+        assert "Server RPC: (client agent: none)" in a.output
+        assert "retry_join configured but not used" in a.output
+        # a client agent does not listen on the server port
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", a.server_port), timeout=1).close()
+    finally:
+        a.kill()
