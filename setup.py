@@ -1,7 +1,11 @@
 """Build the Cython extensions of `_core` (metadata lives in pyproject.toml).
 
-ISTHMUS_DEBUG=1 adds annotated HTML, line tracing and bounds checks.
+Every `_core/<name>.pyx` becomes `_core.<name>`; a `_core/<name>.py` with a same-named
+`.pxd` (Cython's pure-Python mode, for state machines) is compiled too, and the compiled
+module then shadows the `.py` on import. ISTHMUS_DEBUG=1 adds annotated HTML, line
+tracing and bounds checks.
 """
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -9,9 +13,16 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("ISTHMUS_DEBUG") == "1"
 
-EXTENSIONS = [
-    Extension("_core.rpcframe_c", ["_core/rpcframe_c.pyx"]),
-]
+
+
+def _extensions() -> list:
+    sources = sorted(glob.glob("_core/*.pyx"))
+    sources += sorted(p[:-4] + ".py" for p in glob.glob("_core/*.pxd")
+                      if os.path.exists(p[:-4] + ".py") and not os.path.exists(p[:-4] + ".pyx"))
+    return [Extension("_core." + os.path.basename(src).rsplit(".", 1)[0], [src]) for src in sources]
+
+
+EXTENSIONS = _extensions()
 
 directives = {
     "language_level": 3,

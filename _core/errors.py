@@ -20,3 +20,23 @@ class MalformedFrame(DecodeError):
 
 class BadHeader(DecodeError):
     """A well-formed msgpack object that is not a valid RPC header."""
+
+
+class MalformedPacket(DecodeError):
+    """A gossip packet or stream message whose framing or msgpack body is invalid."""
+
+
+class BadChecksum(DecodeError):
+    """A hasCrc packet whose CRC-32 does not match its contents."""
+
+
+class BadCompression(DecodeError):
+    """An LZW stream that Go's compress/lzw would reject (bad code, no EOF code, too large)."""
+
+
+class DecryptError(DecodeError):
+    """No installed key could decrypt the message, or encryption was required and absent."""
+
+
+class PacketTooLarge(DecodeError):
+    """A packet, stream message or decompressed payload over its configured limit."""
