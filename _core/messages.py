@@ -139,6 +139,26 @@ class Err:
     error: str
 
 
+class DecodedPacket(list):
+    """The messages of one packet in order (compound and compress flattened), plus what
+    memberlist would log and skip without dropping the rest of the packet:
+
+    `truncated`: compound parts cut off because the packet ended before their declared
+    length (memberlist: "Compound request had N truncated messages");
+    `dropped`: a DecodeError for each compound part that failed to decode on its own.
+    """
+    __slots__ = ("truncated", "dropped")
+
+    def __init__(self, msgs=(), truncated: int = 0, dropped: list | None = None) -> None:
+        super().__init__(msgs)
+        self.truncated = truncated
+        self.dropped = [] if dropped is None else dropped
+
+    def __repr__(self) -> str:
+        return (f"DecodedPacket({list.__repr__(self)}, truncated={self.truncated}, "
+                f"dropped={self.dropped!r})")
+
+
 # ---------------------------------------------------------------- Serf
 
 @dataclass(slots=True)
@@ -210,3 +230,4 @@ class SerfRelay:
     dest_port: int
     dest_name: str
     inner: bytes
+    dest_zone: str = ""                # Go net.UDPAddr.Zone (IPv6 scope), usually empty
