@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from typing import Any
@@ -14,6 +15,7 @@ from .rpc.client import RPCPool
 from .rpc.registry import CallContext, Registry
 from .rpc.server import RPCServer
 from .rpc.status import Leadership, NoConsensus, SingleServer, register_status
+from .tags import lan_tags
 from .tlsutil.context import client_context, outgoing_server_hostname, server_context
 
 _log = log.get("agent")
@@ -32,8 +34,11 @@ class Agent:
         self.rpc_server: RPCServer | None = None
         self.rpc_pool: RPCPool | None = None
         self.http = None
+        self.lan = None                  # GossipPool: every agent
+        self.wan = None                  # GossipPool: servers only
         self.leave_requested = asyncio.Event()
         self._data_dir: DataDir | None = None
+        self._join_tasks: set[asyncio.Task] = set()
 
     @property
     def rpc_advertise(self) -> str:
@@ -58,6 +63,7 @@ class Agent:
                                                                 cfg.domain))
             if cfg.server:
                 await self._start_server()
+            await self._start_gossip()
             from .http.server import HTTPServer     # aiohttp loads only where HTTP runs
             self.http = HTTPServer(self)
             await self.http.start()
@@ -65,13 +71,63 @@ class Agent:
             await self.stop()
             raise
         self.started_at = time.time()
-        inert = [name for name, value in (
-            ("retry_join", cfg.retry_join), ("retry_join_wan", cfg.retry_join_wan),
-            ("encrypt", cfg.encrypt)) if value]
-        if inert:
-            # Honest about what is configured but not acted on yet (gossip: issue #3).
-            _log.warning("LAN/WAN gossip is not implemented yet: %s configured but not used",
-                         ", ".join(inert))
+        for pool, addrs, interval in ((self.lan, cfg.retry_join, cfg.retry_interval),
+                                      (self.wan, cfg.retry_join_wan, cfg.retry_interval_wan)):
+            if pool is not None and addrs:
+                task = asyncio.get_running_loop().create_task(self._retry_join(pool, addrs, interval))
+                self._join_tasks.add(task)
+                task.add_done_callback(self._join_tasks.discard)
+
+    async def _start_gossip(self) -> None:
+        from dataclasses import replace
+
+        from _core.gossip_config import GossipConfig
+
+        from .gossip import keyring_file
+        from .gossip.pool import GossipPool
+        cfg = self.config
+        tags = lan_tags(cfg, self.node_id)
+        pools = [("lan", cfg.ports.serf_lan, GossipConfig.lan(), cfg.node_name)]
+        if cfg.server:
+            pools.append(("wan", cfg.ports.serf_wan, GossipConfig.wan(),
+                          f"{cfg.node_name}.{cfg.datacenter}"))
+        for kind, port, gcfg, name in pools:
+            if port <= 0:
+                continue
+            advertise = cfg.advertise_addr
+            if kind == "wan" and cfg.advertise_addr_wan:
+                advertise = cfg.advertise_addr_wan
+            ring, warnings = keyring_file.load(cfg.data_dir, kind, cfg.encrypt)
+            for w in warnings:
+                _log.warning("%s", w)
+            gcfg = replace(gcfg, gossip_verify_incoming=cfg.encrypt_verify_incoming,
+                           gossip_verify_outgoing=cfg.encrypt_verify_outgoing)
+            snapshot = (os.path.join(cfg.data_dir, "serf",
+                                     "local.snapshot" if kind == "lan" else "remote.snapshot")
+                        if cfg.data_dir else None)
+            pool = GossipPool(kind, gcfg, node_name=name, bind=cfg.bind_addr, port=port,
+                              advertise=advertise, tags=tags, keyring=ring,
+                              snapshot_path=snapshot)
+            await pool.start()
+            if ring is not None and cfg.data_dir:
+                path = keyring_file.keyring_path(cfg.data_dir, kind)
+                pool.listeners.append(
+                    lambda ev, ring=ring, path=path: keyring_file.save(ring, path)
+                    if type(ev).__name__ == "KeyringChanged" else None)
+            setattr(self, kind, pool)
+
+    async def _retry_join(self, pool, addrs: tuple[str, ...], interval: float) -> None:
+        """Consul's retry_join: try every address until one join succeeds, every `interval`."""
+        attempt = 0
+        while True:
+            attempt += 1
+            n, errors = await pool.join(list(addrs))
+            if n:
+                _log.info("Join %s completed. Synced with %d initial agents", pool.kind.upper(), n)
+                return
+            _log.warning("Join %s failed (attempt %d): %s; retrying in %.0fs", pool.kind.upper(),
+                         attempt, "; ".join(errors) or "no agent reachable", interval)
+            await asyncio.sleep(interval)
 
     async def _start_server(self) -> None:
         cfg = self.config
@@ -88,10 +144,18 @@ class Agent:
                   "on" if tls.enabled else "off")
 
     async def stop(self) -> None:
-        """Stop in reverse order: HTTP, RPC server, RPC pool, data-dir lock."""
+        """Stop in reverse order: HTTP, joins, gossip, RPC server, RPC pool, data-dir lock."""
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        for t in list(self._join_tasks):
+            t.cancel()
+        await asyncio.gather(*self._join_tasks, return_exceptions=True)
+        for kind in ("wan", "lan"):
+            pool = getattr(self, kind)
+            if pool is not None:
+                await pool.stop()
+                setattr(self, kind, None)
         if self.rpc_server is not None:
             await self.rpc_server.stop()
             self.rpc_server = None
@@ -101,6 +165,22 @@ class Agent:
         if self._data_dir is not None:
             self._data_dir.unlock()
             self._data_dir = None
+
+    async def leave(self) -> None:
+        """Graceful leave of every gossip pool (peers then see us `left`, not `failed`)."""
+        for pool in (self.wan, self.lan):
+            if pool is not None:
+                await pool.leave()
+
+    def pool(self, wan: bool):
+        """The LAN pool, or the WAN pool (IsthmusError on a client agent)."""
+        if wan:
+            if self.wan is None:
+                raise IsthmusError("WAN pool is only available on servers")
+            return self.wan
+        if self.lan is None:
+            raise IsthmusError("LAN gossip is disabled (ports.serf_lan = -1)")
+        return self.lan
 
     async def rpc(self, method: str, body: Any) -> Any:
         """An RPC as Consul's agent.RPC: served in-process on a server, else sent to a server."""

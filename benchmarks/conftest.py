@@ -1,10 +1,11 @@
 """Prints the ratios of the run's medians after the pytest-benchmark tables."""
-from benchmarks.summary import rpc_lines
+from benchmarks.summary import gossip_lines, rpc_lines
 
 
 def pytest_terminal_summary(terminalreporter):
-    lines = rpc_lines()
-    if lines:
-        terminalreporter.section("Isthmus ratios (server CPU per call, medians)")
-        for line in lines:
-            terminalreporter.write_line(line)
+    for title, lines in (("Isthmus ratios (server CPU per call, medians)", rpc_lines()),
+                         ("Isthmus vs serf agents (medians)", gossip_lines())):
+        if lines:
+            terminalreporter.section(title)
+            for line in lines:
+                terminalreporter.write_line(line)

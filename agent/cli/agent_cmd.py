@@ -117,6 +117,17 @@ async def _serve(cfg: AgentConfig, warnings: list[str]) -> int:
     await asyncio.wait({leave, stopping}, return_when=asyncio.FIRST_COMPLETED)
     leave.cancel()
     stopping.cancel()
+    # Consul: `leave` always leaves the cluster; SIGTERM only with leave_on_terminate (clients'
+    # default); SIGINT unless skip_leave_on_interrupt (servers' default).
+    sig = caught[0] if caught else None
+    graceful = (sig is None or (sig == signal.SIGTERM and cfg.leave_on_terminate)
+                or (sig == signal.SIGINT and not cfg.server))
+    if graceful:
+        print("==> Gracefully leaving the cluster...", flush=True)
+        try:
+            await agent.leave()
+        except Exception:                       # a failed leave must not block the shutdown
+            _log.exception("leave failed")
     print("==> Gracefully shutting down agent...", flush=True)
     await agent.stop()
     print("==> Graceful leave complete", flush=True)

@@ -15,17 +15,24 @@ def _tls(argv: list[str]) -> int:
     return run(argv)
 
 
-def _cmd(name: str) -> Callable[[list[str]], int]:
+def _cmd(name: str, module: str = "commands") -> Callable[[list[str]], int]:
     def call(argv: list[str]) -> int:
-        from . import commands
-        return getattr(commands, name)(argv)
+        import importlib
+        mod = importlib.import_module(f"{__package__}.{module}")
+        return getattr(mod, name)(argv)
     return call
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "agent": (_agent, "Runs an Isthmus agent"),
+    "force-leave": (_cmd("force_leave", "gossip_cmds"), "Forces a member of the cluster to enter the \"left\" state"),
     "info": (_cmd("info"), "Provides debugging information for operators."),
+    "join": (_cmd("join", "gossip_cmds"), "Tell Isthmus agent to join cluster"),
+    "keygen": (_cmd("keygen", "gossip_cmds"), "Generates a new encryption key"),
+    "keyring": (_cmd("keyring", "gossip_cmds"), "Manages gossip layer encryption keys"),
     "leave": (_cmd("leave"), "Gracefully leaves the cluster and shuts down"),
+    "members": (_cmd("members", "gossip_cmds"), "Lists the members of an Isthmus cluster"),
+    "rtt": (_cmd("rtt", "gossip_cmds"), "Estimates network round trip time between nodes"),
     "tls": (_tls, "Builtin helpers for creating CAs and certificates"),
     "version": (_cmd("version"), "Prints the Isthmus version"),
 }

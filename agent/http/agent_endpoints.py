@@ -30,6 +30,18 @@ def _tls_debug(s) -> dict:
             "TLSMinVersion": s.tls_min_version, "CipherSuites": list(s.cipher_suites)}
 
 
+def _self_member(agent: "Agent") -> dict:
+    """This agent as its LAN pool sees it (Consul's `Member`), or as configured without one."""
+    cfg = agent.config
+    if agent.lan is not None:
+        from .gossip_endpoints import member_json
+        for mem in agent.lan.members():
+            if mem.name == cfg.node_name:
+                return member_json(mem)
+    return {"Name": cfg.node_name, "Addr": cfg.advertise_addr, "Port": cfg.ports.serf_lan,
+            "Tags": lan_tags(cfg, agent.node_id), "Status": 1, **MEMBER_PROTOCOL}
+
+
 def self_info(agent: "Agent") -> dict:
     """The body of GET /v1/agent/self in Consul's shape (Config, DebugConfig, Coord, Member, Stats, Meta)."""
     cfg = agent.config
@@ -82,8 +94,7 @@ def self_info(agent: "Agent") -> dict:
                     "HTTPS": _tls_debug(cfg.tls_https)},
         },
         "Coord": dict(INITIAL_COORD),
-        "Member": {"Name": cfg.node_name, "Addr": cfg.advertise_addr, "Port": cfg.ports.serf_lan,
-                   "Tags": lan_tags(cfg, agent.node_id), "Status": 1, **MEMBER_PROTOCOL},
+        "Member": _self_member(agent),
         "Stats": {
             "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
             "build": {"prerelease": "", "revision": "isthmus", "version": CONSUL_API_VERSION,

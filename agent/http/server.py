@@ -13,26 +13,14 @@ from aiohttp import web
 
 from .. import log
 from ..errors import IsthmusError
-from . import agent_endpoints, status_endpoints
+from . import agent_endpoints, gossip_endpoints, status_endpoints
+from .errors import HTTPError
 
 if TYPE_CHECKING:
     from ..agent import Agent
 
 _log = log.get("http")
 Endpoint = Callable[["Agent", web.Request], Awaitable[Any]]
-
-
-class HTTPError(IsthmusError):
-    """An error with its HTTP status code; the message is the plain-text body."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
-
-
-def bad_request(message: str) -> HTTPError:
-    return HTTPError(400, message)
 
 
 def encode(obj: Any, pretty: bool) -> bytes:
@@ -61,7 +49,7 @@ class HTTPServer:
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
         self._routes: dict[str, dict[str, Endpoint]] = {}
-        for mod in (agent_endpoints, status_endpoints):
+        for mod in (agent_endpoints, gossip_endpoints, status_endpoints):
             for path, methods in mod.ROUTES.items():
                 for method, fn in methods.items():
                     self.route(method, path, fn)

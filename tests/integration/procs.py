@@ -35,11 +35,16 @@ class AgentProc:
         self.host = host
         self.http_port = free_port(host)
         self.server_port = free_port(host)
+        self.serf_lan_port = free_port(host)
+        self.serf_wan_port = free_port(host)
         self.args = [*args]
-        if "-http-port" not in args:
-            self.args += ["-http-port", str(self.http_port)]
-        if "-server-port" not in args:
-            self.args += ["-server-port", str(self.server_port)]
+        for flag, port in (("-http-port", self.http_port), ("-server-port", self.server_port),
+                           ("-serf-lan-port", self.serf_lan_port),
+                           ("-serf-wan-port", self.serf_wan_port)):
+            if flag in args:
+                setattr(self, flag[1:].replace("-", "_"), int(args[args.index(flag) + 1]))
+            else:
+                self.args += [flag, str(port)]
         self.proc = subprocess.Popen([sys.executable, "-m", "agent", "agent", *self.args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      cwd=ROOT)

@@ -159,7 +159,7 @@ def test_client_agent_without_servers_says_so(tmp_path):
         me = a.get_json("/v1/agent/self")
         assert me["Config"]["Server"] is False and me["Member"]["Tags"]["role"] == "node"
         assert "Server RPC: (client agent: none)" in a.output
-        assert "retry_join configured but not used" in a.output
+        assert "Join LAN failed (attempt 1)" in a.output
         # a client agent does not listen on the server port
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", a.server_port), timeout=1).close()

@@ -8,7 +8,8 @@ import pytest
 
 from agent.config.model import AgentConfig, Ports
 from agent.errors import IsthmusError, NoServersError
-from agent.http.server import HTTPServer, bad_request
+from agent.http.errors import bad_request
+from agent.http.server import HTTPServer
 from tests.aio import run
 
 

@@ -1,0 +1,1 @@
+"""The Serf layer (pure): members and statuses, Lamport clocks, intents, events, queries."""

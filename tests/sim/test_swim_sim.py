@@ -1,0 +1,137 @@
+"""SWIM + Lifeguard on the simulator (`agent.sim`): many nodes, virtual time, real bytes.
+
+Every run is deterministic for its seed; a failure names the seed (SimTimeout does, the
+asserts below do). Timings are virtual seconds. The 1,000-node runs that take more than a
+few real seconds are marked `slow`; each has an unmarked 200-node twin.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from _core import load_impl
+from _core import messages as m
+from _core.gossip_config import GossipConfig
+from agent.sim import Bounds, SimCluster, pure_python_swim
+
+DEAD, ALIVE = m.STATE_DEAD, m.STATE_ALIVE
+
+
+def test_detect_and_spread_formula():
+    # probe_interval + probe_timeout + max suspicion + retransmit_mult × ceil(log10(n+1))
+    # gossip rounds: LAN, 1,000 nodes: 1 + 0.5 + 6 × 4 × 3 + 4 × 4 × 0.2
+    assert Bounds(GossipConfig(), 1000).detect_and_spread() == pytest.approx(76.7)
+    # 5 nodes: scale floors at 1 → 24 s max; 4 × 1 rounds
+    assert Bounds(GossipConfig(), 5).detect_and_spread() == pytest.approx(1.5 + 24 + 0.8)
+    # WAN, 20 nodes: 5 + 3 + 6 × 39.03 + 4 × 2 × 0.5
+    assert Bounds(GossipConfig.wan(), 20).detect_and_spread() == pytest.approx(
+        8 + 234.18 + 4.0)
+    assert Bounds(GossipConfig(), 1000).push_pull_period() == 180.0
+
+
+@pytest.mark.parametrize("n,seed", [(200, 11), pytest.param(1000, 12, marks=pytest.mark.slow)])
+def test_join_converges(n, seed):
+    c = SimCluster(n, seed)            # node 0 alone; the others join it within 1 s
+    took = c.run_until(c.all_alive_everywhere, within=120.0, check_every=1.0)
+    print(f"\njoin of {n} nodes converged in {took:.1f} virtual s (seed {seed})")
+    results = c.log.join_results.values()
+    assert len(results) == n - 1 and all(r.successes == 1 for r in results), c.seed
+    assert c.log.deaths == [], f"seed {seed}: {c.log.deaths[:5]}"
+
+
+@pytest.mark.parametrize("n,seed", [(200, 21), (1000, 22)])
+def test_failure_is_detected_everywhere_within_bound(n, seed):
+    c = SimCluster(n, seed, converged=True)
+    c.run_for(5.0)
+    victim = c.nodes[n // 3].name
+    c.kill(victim)
+    bound = c.bounds.detect_and_spread()
+    took = c.run_until(lambda: c.all_see(victim, DEAD), within=bound)
+    print(f"\n{n} nodes: {victim} dead everywhere after {took:.1f} virtual s "
+          f"(bound {bound:.1f} s, seed {seed})")
+    assert c.log.dead_victims() == {victim}, f"seed {seed}: {c.log.dead_victims()}"
+
+
+def false_positives(n: int, seed: int, lifeguard: bool, seconds: float = 60.0) -> dict:
+    """Run n healthy nodes at 10 % packet loss; every death is a false positive."""
+    c = SimCluster(n, seed, GossipConfig(lifeguard=lifeguard), converged=True, loss=0.10)
+    c.run_for(seconds)
+    st = c.stats_total()
+    return {"victims": len(c.log.dead_victims()), "declarations": st["dead_declared"],
+            "deaths_seen": len(c.log.deaths), "suspicions": st["suspects_raised"],
+            "refutes": st["refutes"], "probes": st["probes"]}
+
+
+def _fp_check(n: int, seed: int) -> None:
+    on = false_positives(n, seed, True)
+    off = false_positives(n, seed, False)
+    print(f"\n10 % loss, {n} nodes, 60 virtual s, seed {seed}:\n  Lifeguard on:  {on}\n"
+          f"  Lifeguard off: {off}")
+    assert on["victims"] <= off["victims"], f"seed {seed}: on {on} off {off}"
+    assert on["victims"] == 0, f"seed {seed}: Lifeguard had false positives: {on}"
+
+
+def test_no_false_positives_at_10pct_loss_200():
+    _fp_check(200, 31)
+
+
+@pytest.mark.slow
+def test_no_false_positives_at_10pct_loss_1000():
+    _fp_check(1000, 32)
+
+
+@pytest.mark.parametrize("n,seed", [(200, 41), (1000, 42)])
+def test_false_suspicion_is_refuted(n, seed):
+    c = SimCluster(n, seed, converged=True)
+    c.run_for(5.0)
+    victim = c.nodes[7]
+    c.network.isolate(victim.addr)           # long enough to be suspected, not declared
+    c.run_until(lambda: any(nd.swim.member(victim.name).state == m.STATE_SUSPECT
+                            for nd in c.nodes if nd is not victim), within=10.0)
+    c.network.heal()
+    took = c.run_until(
+        lambda: c.all_see(victim.name, ALIVE)
+        and all(nd.swim.member(victim.name).incarnation > 1 for nd in c.nodes), within=30.0)
+    print(f"\n{n} nodes: suspicion of {victim.name} refuted everywhere {took:.1f} virtual s "
+          f"after heal (seed {seed})")
+    assert victim.swim.stats.refutes >= 1
+    assert victim.name not in c.log.dead_victims(), f"seed {seed}"
+
+
+@pytest.mark.parametrize("n,seed", [(200, 51), pytest.param(1000, 52, marks=pytest.mark.slow)])
+def test_partition_heals(n, seed):
+    c = SimCluster(n, seed, converged=True)
+    c.run_for(5.0)
+    half_a = [nd.addr for nd in c.nodes[: n // 2]]
+    half_b = [nd.addr for nd in c.nodes[n // 2:]]
+    c.network.partition(half_a, half_b)
+    a0, b0 = c.nodes[0], c.nodes[-1]
+    # until each side has declared nodes of the other dead
+    c.run_until(lambda: any(a0.swim.member(nd.name).state == DEAD for nd in c.nodes[n // 2:])
+                and any(b0.swim.member(nd.name).state == DEAD for nd in c.nodes[: n // 2]),
+                within=60.0, check_every=1.0)
+    declared = len(c.log.dead_victims())
+    c.network.heal()
+    took = c.run_until(c.all_alive_everywhere, within=c.bounds.push_pull_period() + 60.0,
+                       check_every=1.0)
+    print(f"\n{n} nodes: partition healed; {declared} nodes had been declared dead, all alive "
+          f"everywhere {took:.1f} virtual s after heal (seed {seed})")
+    assert declared > 0
+
+
+def test_small_cluster_on_the_python_twins():
+    """50 nodes on `_core/swim.py` run from source and the wire's Python twin: a join, a
+    failure; then the same seed on the compiled modules must give the very same run."""
+    runs = []
+    for wire_mod, swim_mod in ((load_impl("wire", "py"), pure_python_swim()), (None, None)):
+        c = SimCluster(50, 61, wire_module=wire_mod, swim_module=swim_mod)
+        c.run_until(c.all_alive_everywhere, within=60.0, check_every=0.5)
+        c.network.loss = 0.05           # a failed join is not retried: add loss afterwards
+        victim = c.nodes[10].name
+        c.kill(victim)
+        took = c.run_until(lambda: c.all_see(victim, DEAD), within=c.bounds.detect_and_spread())
+        assert c.log.dead_victims() == {victim}, c.seed
+        runs.append((took, c.now, c.stats_total(), c.log.deaths, c.network.sent))
+    assert type(c.nodes[0].swim).__module__ == "_core.swim"
+    assert runs[0] == runs[1], "seed 61: the twins and the compiled modules diverged"
