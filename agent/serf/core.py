@@ -54,6 +54,8 @@ class SerfConfig:
     max_queue_depth: int = 4096
     queue_check_interval: float = 30.0
     disable_coordinates: bool = False
+    user_coalesce_period: float = 3.0      # the serf agent's user-event coalescing (CC events)
+    user_quiescent_period: float = 1.0
 
 
 @dataclass(slots=True)
@@ -187,6 +189,7 @@ class SerfCore:
         self._queries_ring = _EventRing(cfg.query_buffer)
         self._queries: dict[tuple[int, int], QueryResult] = {}
         self._out_events: list[Any] = []
+        self._coalescing: dict[str, list] = {}     # name -> [latest UserEvent, first_at, last_at]
         num = lambda: max(1, len(self.members))  # noqa: E731
         self._intents = TransmitLimitedQueue(retransmit_mult, num)
         self._query_queue = TransmitLimitedQueue(retransmit_mult, num)
@@ -195,6 +198,7 @@ class SerfCore:
         self.coord_cache: dict[str, Coordinate] = {}
         self._next_reap_at = now + cfg.reap_interval
         self._next_reconnect_at = now + cfg.reconnect_interval
+        self._next_queue_check_at = now + cfg.queue_check_interval
         self.swim = None
         self.stats = {"malformed": 0, "unknown_type": 0, "user_events": 0, "queries": 0}
         self.query_handlers: dict[str, Callable[[m.SerfQuery, float], bytes | None]] = {
@@ -223,8 +227,10 @@ class SerfCore:
         return list(self.members.values())
 
     def next_deadline(self) -> float:
-        deadlines = [self._next_reap_at, self._next_reconnect_at]
+        deadlines = [self._next_reap_at, self._next_reconnect_at, self._next_queue_check_at]
         deadlines += [q.deadline for q in self._queries.values() if not q.done]
+        deadlines += [min(first + self.cfg.user_coalesce_period, last + self.cfg.user_quiescent_period)
+                      for _, first, last in self._coalescing.values()]
         return min(deadlines)
 
     # ------------------------------------------------------------------ actions
@@ -307,6 +313,11 @@ class SerfCore:
 
     def tick(self, now: float) -> None:
         """Reaper, reconnector, recent-intent expiry and query deadlines."""
+        for name, (ev, first, last) in list(self._coalescing.items()):
+            if (now >= first + self.cfg.user_coalesce_period
+                    or now >= last + self.cfg.user_quiescent_period):
+                del self._coalescing[name]
+                self._out_events.append(ev)
         for key, q in list(self._queries.items()):
             if not q.done and now >= q.deadline:
                 q.done = True
@@ -318,6 +329,14 @@ class SerfCore:
         if now >= self._next_reconnect_at:
             self._next_reconnect_at = now + self.cfg.reconnect_interval
             self._reconnect(now)
+        if now >= self._next_queue_check_at:
+            # Serf's checkQueueDepth: a queue that outgrew MaxQueueDepth loses its oldest,
+            # most-sent broadcasts first.
+            self._next_queue_check_at = now + self.cfg.queue_check_interval
+            for q in (self._intents, self._query_queue, self._event_queue):
+                if q.num_queued() > self.cfg.max_queue_depth:
+                    self.stats["pruned"] = self.stats.get("pruned", 0) + q.num_queued() - self.cfg.max_queue_depth
+                    q.prune(self.cfg.max_queue_depth)
 
     # ------------------------------------------------------------------ GossipDelegate
 
@@ -519,7 +538,19 @@ class SerfCore:
         if self._events_ring.seen(msg.ltime, (msg.name, bytes(msg.payload))):
             return False
         self.stats["user_events"] += 1
-        self._out_events.append(UserEvent(msg.ltime, msg.name, bytes(msg.payload), msg.cc))
+        ev = UserEvent(msg.ltime, msg.name, bytes(msg.payload), msg.cc)
+        if not msg.cc:
+            self._out_events.append(ev)
+            return True
+        # Coalesced events (CC): deliver only the newest of a burst with the same name, after
+        # a quiet second or at most three seconds after the first (the serf agent's periods).
+        held = self._coalescing.get(msg.name)
+        if held is None:
+            self._coalescing[msg.name] = [ev, now, now]
+        else:
+            if ev.ltime >= held[0].ltime:
+                held[0] = ev
+            held[2] = now
         return True
 
     # ------------------------------------------------------------------ queries

@@ -99,3 +99,24 @@ def test_key_rotation_by_queries():
     c.run_until(lambda: len(q.responses) == 8, within=10)
     keys = [codec.decode_key_response(r) for r in q.responses.values()]
     assert all(len(a["Keys"]) == 2 and a["Result"] for a in keys)
+
+
+def test_coalesced_user_events_deliver_the_newest_of_a_burst():
+    c, serfs = serf_cluster(10, seed=15)
+    c.run_for(3)
+    origin = serfs["node-0002"]
+    for i in range(5):
+        origin.user_event("config", f"v{i}".encode(), True, c.now)
+        c.run_for(0.1)
+    got: dict[str, list] = {name: [] for name in serfs}
+
+    def tick_and_collect() -> bool:
+        for name, s in serfs.items():
+            s.tick(c.now)                  # the driver ticks Serf at its deadlines
+            got[name] += [e for e in s.drain_events() if isinstance(e, UserEvent)]
+        return all(got.values())
+
+    c.run_until(tick_and_collect, within=10)
+    c.run_for(5)
+    tick_and_collect()
+    assert all([e.payload for e in v] == [b"v4"] for v in got.values()), got
