@@ -180,3 +180,22 @@ def test_servers_of_two_datacenters_join_the_wan_pool(tmp_path, procs):
                                    "2", "dc2"]
     # the LAN pools stay apart
     assert statuses(a) == {"s1": 1} and statuses(b) == {"s2": 1}
+
+
+def test_coordinates_and_rtt(tmp_path, procs):
+    a = start("c1", "127.0.0.40", tmp_path)
+    b = start("c2", "127.0.0.41", tmp_path)
+    procs += [a, b]
+    assert cli(b, "join", f"127.0.0.40:{a.serf_lan_port}").returncode == 0
+    # coordinates ride on probe acks: wait until c1 has sampled c2
+    wait_for("c1 has a coordinate for c2",
+             lambda: {c["Node"] for c in a.get_json("/v1/coordinate/nodes")} == {"c1", "c2"}, 15)
+    coords = {c["Node"]: c["Coord"] for c in a.get_json("/v1/coordinate/nodes")}
+    assert len(coords["c2"]["Vec"]) == 8 and set(coords["c2"]) == {"Adjustment", "Error", "Height", "Vec"}
+    r = cli(a, "rtt", "c2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Estimated c1 <-> c2 rtt: ") and r.stdout.rstrip().endswith(
+        "ms (using LAN coordinates)")
+    assert cli(a, "rtt", "nobody").returncode == 1
+    key = isthmus("keygen").stdout.strip()
+    assert len(base64.b64decode(key)) == 32
