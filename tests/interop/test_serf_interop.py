@@ -183,3 +183,34 @@ def test_kill_and_leave_are_seen_as_failed_and_left(tmp_path, cleanup):
     r = isthmus("leave", "-http-addr", f"127.0.0.2:{a.http_port}")
     assert r.returncode == 0, r.stderr
     wait_for("serf3 marks ist1 left", lambda: s3.members()["ist1"]["status"] == "left", 15)
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypt"])
+def test_done_when_two_isthmus_and_one_serf(encrypted, tmp_path, cleanup):
+    """Issue #3's acceptance: both sides list the same three alive members; a kill -9 is
+    seen as failed by both within Serf's own bound (6.8 s at N=5, serf-peer.md)."""
+    extra = ["-encrypt", KEY] if encrypted else []
+    a = isthmus_agent("ist1", "127.0.0.2", tmp_path, *extra)
+    b = isthmus_agent("ist2", "127.0.0.4", tmp_path, *extra)
+    cleanup += [a, b]
+    s = SerfProc("serf1", "127.0.0.3", *([f"-encrypt={KEY}"] if encrypted else []))
+    cleanup.append(s)
+    assert s.join(f"127.0.0.2:{lan_port(a)}").returncode == 0
+    r = isthmus("join", "-http-addr", f"127.0.0.4:{b.http_port}", f"127.0.0.3:{s.port}")
+    assert r.returncode == 0, r.stderr
+
+    def cli_members() -> dict[str, str]:
+        out = isthmus("members", "-http-addr", f"127.0.0.2:{a.http_port}").stdout.splitlines()
+        return {line.split()[0]: line.split()[2] for line in out[1:]}
+
+    three = {"ist1": "alive", "ist2": "alive", "serf1": "alive"}
+    wait_for("isthmus members lists three alive", lambda: cli_members() == three, 15)
+    wait_for("serf members lists three alive",
+             lambda: {k: v["status"] for k, v in s.members().items()} == three, 15)
+    t0 = time.monotonic()
+    b.kill()
+    wait_for("isthmus and serf agree ist2 failed",
+             lambda: cli_members()["ist2"] == "failed" and s.members()["ist2"]["status"] == "failed",
+             FAIL_DEADLINE)
+    took = time.monotonic() - t0
+    print(f"kill -9 ist2 -> failed on both sides after {took:.2f}s (real Serf: 6.8 s)")
