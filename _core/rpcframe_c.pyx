@@ -27,6 +27,7 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.long cimport PyLong_AsUnsignedLongLong
 from cpython.object cimport PyObject
 from libc.string cimport memcpy
+from _core.mpwrite cimport _put_be, _put_uint, _uint_size
 
 import operator
 
@@ -497,24 +498,10 @@ cdef inline Py_ssize_t _str_header_size(Py_ssize_t n) noexcept:
     return 5
 
 
-cdef inline Py_ssize_t _uint_size(unsigned long long v) noexcept:
-    if v < 0x80:
-        return 1
-    if v < 0x100:
-        return 2
-    if v < 0x10000:
-        return 3
-    if v < 0x100000000:
-        return 5
-    return 9
 
 
-cdef inline unsigned char *_put_be(unsigned char *q, unsigned long long v, int width) noexcept:
-    cdef int i
-    for i in range(width - 1, -1, -1):
-        q[i] = <unsigned char>(v & 0xff)
-        v >>= 8
-    return q + width
+
+
 
 
 cdef unsigned char *_put_str(unsigned char *q, const char *s, Py_ssize_t n) noexcept:
@@ -535,22 +522,7 @@ cdef unsigned char *_put_str(unsigned char *q, const char *s, Py_ssize_t n) noex
     return q + n
 
 
-cdef unsigned char *_put_uint(unsigned char *q, unsigned long long v) noexcept:
-    """msgpack uint: positive fixint or the smallest uint8..64, as msgpack's packer picks."""
-    if v < 0x80:
-        q[0] = <unsigned char>v
-        return q + 1
-    if v < 0x100:
-        q[0] = 0xcc
-        return _put_be(q + 1, v, 1)
-    if v < 0x10000:
-        q[0] = 0xcd
-        return _put_be(q + 1, v, 2)
-    if v < 0x100000000:
-        q[0] = 0xce
-        return _put_be(q + 1, v, 4)
-    q[0] = 0xcf
-    return _put_be(q + 1, v, 8)
+
 
 
 cdef const char *_utf8(object s, str name, Py_ssize_t *n) except NULL:
