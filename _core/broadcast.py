@@ -134,7 +134,7 @@ class TransmitLimitedQueue:
             del self._named[b.name]
 
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
-        """Messages that fit in `limit` bytes with `overhead` bytes each (memberlist GetBroadcasts)."""
+        """Messages that fit in `limit` bytes, `overhead` bytes each (memberlist GetBroadcasts)."""
         if not self._keys:
             return []
         return self._take(overhead, limit)

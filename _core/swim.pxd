@@ -12,6 +12,8 @@ cdef dict _IP_CACHE
 cdef int _T_PROBE_TICK, _T_GOSSIP_TICK, _T_PUSH_PULL, _T_PROBE_TIMEOUT, _T_PROBE_DEADLINE
 cdef int _T_TCP_GRACE, _T_RELAY_EXPIRE, _T_SUSPICION
 
+cdef double _INV_LN10
+cpdef double go_log10(double x) except? -1.0
 cpdef double suspicion_timeout(int suspicion_mult, Py_ssize_t n, double interval) except? -1.0
 cpdef double remaining_suspicion_time(int n, int k, double elapsed, double min_,
                                       double max_) except? -1.0
@@ -36,7 +38,7 @@ cdef class SwimStats:
     cdef public long long probes, probe_failures, acks, nacks, nacks_sent, indirect_pings
     cdef public long long indirect_relayed, tcp_pings, suspects_raised, dead_declared, refutes
     cdef public long long push_pulls, push_pull_failures, push_pulls_served, gossip_packets
-    cdef public long long conflicts, wrong_node_pings, bad_vsn
+    cdef public long long conflicts, wrong_node_pings, bad_alive
 
 
 cdef class _Timer:

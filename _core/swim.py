@@ -15,6 +15,10 @@ with the caller's `now` and hands back what to do through `drain()`:
 Everything random (probe order, insertion position, helper/gossip/push-pull targets,
 timer phases) comes from the `rng` passed in.
 
+Events (small frozen dataclasses): Malformed, JoinResult, LeaveDone, UpdateDone,
+PushPullFailed, PushPullRejected, ProbeFailed, TcpFallbackOnly, SuspectTimeout, Refuted,
+AddressConflict. Membership changes go to the delegate (notify_join/leave/update/conflict).
+
 Differences from memberlist that are not about the wire:
 * memberlist queues alive/suspect/dead/user messages for a handler goroutine (HandoffQueue,
   drained LIFO); here every packet is handled at once, in order.
@@ -23,8 +27,6 @@ Differences from memberlist that are not about the wire:
   nodes forever).
 * tickers (probe, gossip) start at a random phase in [0, interval): memberlist's tickers
   start with the process, which in a simulator would put every node in lock step.
-* Suspicion timeouts use Python's `math.log10`; Go's `math.Log10` can differ by one ulp at
-  exact powers of ten, i.e. by 1 ms on the minimum timeout for n = 10, 100, 1000.
 """
 from __future__ import annotations
 
@@ -67,11 +69,20 @@ _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 Addr = tuple  # ("ip", port)
 
 
-# ------------------------------------------------------------------ formulas (util.go, suspicion.go)
+# ------------------------------------------------------------ formulas (util.go, suspicion.go)
+
+_INV_LN10 = 0.43429448190325182765112891891660508229439700580366656611  # Go: 1 / Ln10
+
+
+def go_log10(x: float) -> float:
+    """Go's math.Log10: Log(x) × (1/Ln10), the constant rounded once (src/math/log10.go)."""
+    return math.log(x) * _INV_LN10
+
 
 def suspicion_timeout(suspicion_mult: int, n: int, interval: float) -> float:
-    """Minimum suspicion timeout: mult × floor(max(1, log10(max(1, n))) × 1000) × interval / 1000."""
-    node_scale = max(1.0, math.log10(max(1.0, float(n))))
+    """Minimum suspicion timeout: mult × floor(max(1, log10(max(1, n))) × 1000) × interval / 1000
+    (util.go suspicionTimeout, with Go's log10)."""
+    node_scale = max(1.0, go_log10(max(1.0, float(n))))
     return suspicion_mult * math.floor(node_scale * 1000.0) * interval / 1000.0
 
 
@@ -206,7 +217,8 @@ class GossipDelegate(Protocol):
     def local_state(self, join: bool) -> bytes: ...
     def merge_remote_state(self, buf: bytes, join: bool, now: float) -> None: ...
     def ack_payload(self) -> bytes: ...
-    def notify_ping_complete(self, node: Member, rtt: float, payload: bytes, now: float) -> None: ...
+    def notify_ping_complete(self, node: Member, rtt: float, payload: bytes,
+                             now: float) -> None: ...
     def notify_join(self, node: Member, now: float) -> None: ...
     def notify_leave(self, node: Member, now: float) -> None: ...
     def notify_update(self, node: Member, now: float) -> None: ...
@@ -350,11 +362,14 @@ _STAT_NAMES = ("packets_in", "packets_out", "malformed", "malformed_parts", "unk
                "probes", "probe_failures", "acks", "nacks", "nacks_sent", "indirect_pings",
                "indirect_relayed", "tcp_pings", "suspects_raised", "dead_declared", "refutes",
                "push_pulls", "push_pull_failures", "push_pulls_served", "gossip_packets",
-               "conflicts", "wrong_node_pings", "bad_vsn")
+               "conflicts", "wrong_node_pings", "bad_alive")
 
 
 class SwimStats:
-    """Counters; `as_dict()` for reporting."""
+    """Counters; `as_dict()` for reporting. `malformed`: packets dropped whole;
+    `malformed_parts`: compound parts skipped; `bad_alive`: alives ignored for a bad Vsn or
+    address; `suspects_raised`: our own failed probes; `dead_declared`: our suspicion timers
+    that ran out; `refutes`: accusations against us we answered."""
 
     __slots__ = _STAT_NAMES
 
@@ -806,11 +821,11 @@ class SwimNode:
         return self._nonce_source(12) if self._encrypt_out else None
 
     def _raw_send(self, dest: tuple, parts: list, node: Member | None) -> None:
-        """rawSendMsgPacket: compress (if smaller) → CRC (known node, PMax ≥ 5) → encrypt → label."""
+        """rawSendMsgPacket: compress (if smaller), CRC (known node, PMax ≥ 5), encrypt, label."""
         crc = node is not None and len(node.vsn) >= 6 and node.vsn[1] >= 5
         kr = self._keyring if self._encrypt_out else None
         cfg = self.cfg
-        if len(parts) > MAX_COMPOUND_PARTS + 1:
+        if len(parts) > MAX_COMPOUND_PARTS:     # makeCompoundMessages: ≤ 255 parts each
             for i in range(0, len(parts), MAX_COMPOUND_PARTS):
                 self._raw_send(dest, parts[i:i + MAX_COMPOUND_PARTS], node)
             return
@@ -999,7 +1014,7 @@ class SwimNode:
             return
 
     def _probe_node(self, node: Member, now: float) -> None:
-        """probeNode: ping (+ suspect if the target is suspect), then indirect + TCP, then suspect."""
+        """probeNode: ping (+ suspect to a suspect), then indirect + TCP, then suspect it."""
         cfg = self.cfg
         interval = cfg.probe_interval * (self._awareness + 1)
         seq = self._next_seq()
@@ -1084,7 +1099,7 @@ class SwimNode:
         else:
             # awareness: missed nacks if helpers could nack, else a flat +1
             if probe.expected_nacks > 0:
-                delta = probe.expected_nacks - probe.nacks if probe.nacks < probe.expected_nacks else 0
+                delta = max(0, probe.expected_nacks - probe.nacks)
             else:
                 delta = 1
             self.stats.probe_failures += 1
@@ -1197,13 +1212,16 @@ class SwimNode:
             return
         vsn = a.vsn or b""
         if len(vsn) >= 3 and (vsn[0] == 0 or vsn[1] == 0 or vsn[0] > vsn[1]):
-            self.stats.bad_vsn += 1
+            self.stats.bad_alive += 1
             return
         if 0 < len(vsn) < 6:            # would crash a Go 0.2.2 peer; never accept it
-            self.stats.bad_vsn += 1
+            self.stats.bad_alive += 1
             return
         meta = a.meta or b""
         updates_node = False
+        if ip_str(a.addr) is None:      # not a 4- or 16-byte address: nowhere to reach it
+            self.stats.bad_alive += 1
+            return
         if state is None:
             state = Member(a.node, a.addr, a.port, meta, 0, STATE_DEAD, _NEVER,
                            vsn if vsn else b"\x00" * 6)

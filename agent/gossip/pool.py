@@ -75,7 +75,7 @@ class _InboundStream(asyncio.Protocol):
 
     def __init__(self, pool: "GossipPool") -> None:
         self._pool = pool
-        self._decoder = pool.stream_decoder()
+        self._decoder = pool.stream_decoder(inbound=True)
         self._tr: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._peer: Addr = ("", 0)
@@ -217,10 +217,13 @@ class GossipPool:
         self.swim.step_packet(data, src, now)
         self._flush()
 
-    def stream_decoder(self):
+    def stream_decoder(self, inbound: bool = False):
+        """A decoder for one stream; only the dialer writes the label header (memberlist),
+        so only inbound streams must start with it."""
         return wire.StreamDecoder(keyring=self.keyring,
                                   verify_incoming=self.cfg.gossip_verify_incoming,
-                                  label=self.cfg.label)
+                                  label=self.cfg.label,
+                                  require_label_header=inbound and bool(self.cfg.label))
 
     def stream_received(self, msgs: list, src: Addr) -> bytes | None:
         now = asyncio.get_running_loop().time()

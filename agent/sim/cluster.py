@@ -136,14 +136,16 @@ class EventLog:
 class SimNode:
     """One simulated process: a SwimNode plus its address and liveness."""
 
-    __slots__ = ("index", "name", "addr", "raw", "swim", "alive", "tick_at")
+    __slots__ = ("index", "name", "addr", "raw", "swim", "delegate", "alive", "tick_at")
 
-    def __init__(self, index: int, name: str, addr: tuple, raw: bytes, swim: SwimNode) -> None:
+    def __init__(self, index: int, name: str, addr: tuple, raw: bytes, swim: SwimNode,
+                 delegate: Any = None) -> None:
         self.index = index
         self.name = name
         self.addr = addr
         self.raw = raw
         self.swim = swim
+        self.delegate = delegate
         self.alive = True
         self.tick_at = math.inf
 
@@ -157,6 +159,11 @@ class SimCluster:
     `converged=True` starts with every node knowing every other as alive (incarnation 1,
     nothing queued), as after a long-settled join; otherwise node 0 starts alone and every
     other node joins it at a random time in [0, join_spread) by push/pull.
+
+    Delegates: `delegate_factory(name)` gives each node its delegate (default: a Recorder
+    feeding `self.log`, or none with record=False). With `tick_delegates=True` the
+    delegates are driven like the SwimNodes: `delegate.tick(now)` at
+    `delegate.next_deadline()` (a Serf layer's reaper, reconnector, query deadlines).
     """
 
     def __init__(self, n: int, seed: int, config: GossipConfig | None = None, *,
@@ -164,7 +171,8 @@ class SimCluster:
                  stream_loss: float | None = None, converged: bool = False,
                  join_spread: float = 1.0, wire_module: Any = None, swim_module: Any = None,
                  keyring: Any = None, record: bool = True,
-                 delegate_factory: Callable[[str], Any] | None = None) -> None:
+                 delegate_factory: Callable[[str], Any] | None = None,
+                 tick_delegates: bool = False) -> None:
         if wire_module is None:
             from _core import wire as wire_module
         node_class = SwimNode if swim_module is None else swim_module.SwimNode
@@ -177,6 +185,7 @@ class SimCluster:
         self.now = 0.0
         self.log = EventLog()
         self.keyring = keyring
+        self.tick_delegates = tick_delegates
         self._heap: list = []
         self._seq = 0
         self._nonce_rng = random.Random(self.rng.getrandbits(64))
@@ -196,7 +205,7 @@ class SimCluster:
                 delegate = None
             swim = node_class(config, name, raw, SIM_PORT, random.Random(self.rng.getrandbits(64)),
                               0.0, delegate, keyring, nonce, wire_module=wire_module)
-            node = SimNode(i, name, (ip, SIM_PORT), raw, swim)
+            node = SimNode(i, name, (ip, SIM_PORT), raw, swim, delegate)
             self.nodes.append(node)
             self._by_addr[node.addr] = node
             self._by_name[name] = node
@@ -323,6 +332,8 @@ class SimCluster:
                 if a.alive and a.tick_at == at:
                     a.tick_at = math.inf
                     a.swim.tick(at)
+                    if self.tick_delegates:
+                        a.delegate.tick(at)
                     self._flush(a)
             elif kind == _STREAM_IN:
                 self._stream_in(a, b, c, at)
@@ -359,6 +370,8 @@ class SimCluster:
                 if name == "JoinResult":
                     self.log.join_results[(node.name, ev.join_id)] = ev
         nd = ready.next_deadline
+        if self.tick_delegates:
+            nd = min(nd, node.delegate.next_deadline())
         if nd < node.tick_at:
             node.tick_at = nd
             self._push(nd if nd > now else now, _TICK, node, None, None)

@@ -7,7 +7,8 @@ Rules (a link override replaces the defaults; node overrides apply to everything
 enters or leaves that node):
 * delay  = latency + U(0, jitter), from the link override, else the largest of the default
   and the two nodes' overrides;
-* loss   = the link override, else 1 − (1 − default)(1 − p_src)(1 − p_dst);
+* loss   = the link override, else 1 − (1 − default)(1 − p_src)(1 − p_dst), where the
+  default is `loss` for datagrams and `stream_loss` for stream legs;
 * a packet is never delivered between isolated nodes or across a partition.
 
 Streams (TCP) are reliable in real life, but under heavy loss a connection or its reply
@@ -92,9 +93,10 @@ class Network:
                 return False
         return True
 
-    def _params(self, src: Addr, dst: Addr) -> tuple[float, float, float]:
+    def _params(self, src: Addr, dst: Addr, loss: float) -> tuple[float, float, float]:
+        """(latency, jitter, loss) for src → dst, starting from the default `loss`."""
         link = self._links.get((src, dst)) if self._links else None
-        lat, jit, loss = self.latency, self.jitter, self.loss
+        lat, jit = self.latency, self.jitter
         if link is not None:
             return (lat if link.latency is None else link.latency,
                     jit if link.jitter is None else link.jitter,
@@ -121,7 +123,7 @@ class Network:
             self.dropped += 1
             return None
         if self._links or self._nodes:
-            lat, jit, loss = self._params(src, dst)
+            lat, jit, loss = self._params(src, dst, self.loss)
         else:
             lat, jit, loss = self.latency, self.jitter, self.loss
         rng = self.rng
@@ -134,9 +136,7 @@ class Network:
         """One direction of a stream exchange: its delay, or None if it fails."""
         if not self.reachable(src, dst):
             return None
-        lat, jit, loss = self._params(src, dst)
-        if self._links.get((src, dst)) is None and not self._nodes:
-            loss = self.stream_loss
+        lat, jit, loss = self._params(src, dst, self.stream_loss)
         rng = self.rng
         if loss > 0.0 and rng.random() < loss:
             return None
