@@ -85,6 +85,7 @@ class Agent:
 
         from .gossip import keyring_file
         from .gossip.pool import GossipPool
+        from .serf.core import KeyringChanged
         cfg = self.config
         tags = lan_tags(cfg, self.node_id)
         pools = [("lan", cfg.ports.serf_lan, GossipConfig.lan(), cfg.node_name)]
@@ -111,9 +112,11 @@ class Agent:
             await pool.start()
             if ring is not None and cfg.data_dir:
                 path = keyring_file.keyring_path(cfg.data_dir, kind)
-                pool.listeners.append(
-                    lambda ev, ring=ring, path=path: keyring_file.save(ring, path)
-                    if type(ev).__name__ == "KeyringChanged" else None)
+
+                def persist(ev, ring=ring, path=path) -> None:
+                    if isinstance(ev, KeyringChanged):      # a key query changed our keys
+                        keyring_file.save(ring, path)
+                pool.listeners.append(persist)
             setattr(self, kind, pool)
 
     async def _retry_join(self, pool, addrs: tuple[str, ...], interval: float) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from _core import wire
 from _core.errors import DecodeError
 from _core.gossip_config import GossipConfig
-from _core.swim import SwimNode
+from _core.swim import JoinResult, LeaveDone, Malformed, SwimNode
 
 from .. import log
 from ..serf.core import MemberEvent, NameConflict, SerfConfig, SerfCore, SerfMember, UserEvent
@@ -305,15 +305,14 @@ class GossipPool:
     # ------------------------------------------------------------------ events
 
     def _on_swim_event(self, ev: Any) -> None:
-        name = type(ev).__name__
-        if name == "JoinResult":
+        if isinstance(ev, JoinResult):
             fut = self._joins.pop(ev.join_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(ev)
-        elif name == "LeaveDone":
+        elif isinstance(ev, LeaveDone):
             if self._leave_done is not None and not self._leave_done.done():
                 self._leave_done.set_result(None)
-        elif name == "Malformed":
+        elif isinstance(ev, Malformed):
             self.bad_input("packet", ev.reason, ev.src)
 
     def _on_serf_event(self, ev: Any) -> None:
