@@ -498,12 +498,6 @@ cdef inline Py_ssize_t _str_header_size(Py_ssize_t n) noexcept:
     return 5
 
 
-
-
-
-
-
-
 cdef unsigned char *_put_str(unsigned char *q, const char *s, Py_ssize_t n) noexcept:
     """msgpack str: the smallest header for n bytes (as msgpack's packer picks), then s."""
     if n < 32:
@@ -520,9 +514,6 @@ cdef unsigned char *_put_str(unsigned char *q, const char *s, Py_ssize_t n) noex
         q = _put_be(q + 1, n, 4)
     memcpy(q, s, n)
     return q + n
-
-
-
 
 
 cdef const char *_utf8(object s, str name, Py_ssize_t *n) except NULL:

@@ -573,12 +573,6 @@ cdef inline Py_ssize_t _raw_header(Py_ssize_t n) noexcept:
     return 5
 
 
-
-
-
-
-
-
 cdef unsigned char *_put_raw(unsigned char *q, const char *s, Py_ssize_t n) noexcept:
     if n < 32:
         q[0] = 0xa0 | <unsigned char>n
@@ -591,9 +585,6 @@ cdef unsigned char *_put_raw(unsigned char *q, const char *s, Py_ssize_t n) noex
         q = _put_be(q + 1, n, 4)
     memcpy(q, s, n)
     return q + n
-
-
-
 
 
 cdef unsigned char *_put_double(unsigned char *q, double d) noexcept:
