@@ -50,16 +50,40 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(obj)
 
 
-def setup(level: str = "INFO", as_json: bool = False, stream=None) -> None:
-    """Send every `isthmus.*` logger to `stream` (stderr) at `level`, text or JSON."""
+class _Gate(logging.Handler):
+    """Holds records until `open()` (Consul's GatedWriter: start-up logs follow the banner)."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self._target = target
+        self._held: list[logging.LogRecord] | None = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._held is None:
+            self._target.handle(record)
+        else:
+            self._held.append(record)
+
+    def open(self) -> None:
+        held, self._held = self._held or [], None
+        for record in held:
+            self._target.handle(record)
+
+
+def setup(level: str = "INFO", as_json: bool = False, stream=None, gated: bool = False):
+    """Send every `isthmus.*` logger to `stream` (stderr) at `level`, text or JSON.
+
+    With `gated`, records are held until the returned function is called."""
     root = logging.getLogger(ROOT)
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if as_json else TextFormatter())
-    root.addHandler(handler)
+    gate = _Gate(handler) if gated else None
+    root.addHandler(gate or handler)
     root.setLevel(LEVELS.get(level.upper(), logging.INFO))
     root.propagate = False
+    return gate.open if gate else (lambda: None)
 
 
 class RateLimited:

@@ -58,7 +58,7 @@ def banner(cfg: AgentConfig, node_id: str, rpc_port: int, http: list[tuple[str, 
                              f"Min Version: {t.tls_min_version}"),
     ]
     width = max(len(k) for k, _ in rows) + 4
-    lines = ["==> Starting Isthmus agent...", *(f"{k.rjust(width)}: {v}" for k, v in rows),
+    lines = [*(f"{k.rjust(width)}: {v}" for k, v in rows),
              "", "==> Log data will now stream in as it occurs:", ""]
     return "\n".join(lines)
 
@@ -76,24 +76,27 @@ def run(argv: list[str]) -> int:
             print(f"    * {p}", file=sys.stderr)
         return 1
     cfg = loaded.config
-    log.setup(cfg.log_level, cfg.log_json, stream=sys.stdout)
+    open_log = log.setup(cfg.log_level, cfg.log_json, stream=sys.stdout, gated=True)
     raise_open_file_limit()
     import uvloop
-    return uvloop.run(_serve(cfg, loaded.warnings))
+    return uvloop.run(_serve(cfg, loaded.warnings, open_log))
 
 
-async def _serve(cfg: AgentConfig, warnings: list[str]) -> int:
+async def _serve(cfg: AgentConfig, warnings: list[str], open_log) -> int:
     from ..agent import Agent
     loop = asyncio.get_running_loop()
     agent = Agent(cfg)
+    print("==> Starting Isthmus agent...", flush=True)
     try:
         await agent.start()
     except (IsthmusError, OSError) as exc:
+        open_log()
         print(f"==> Error starting agent: {exc}", file=sys.stderr, flush=True)
         return 1
     rpc_port = agent.rpc_server.port if agent.rpc_server else 0
     print(banner(cfg, agent.node_id, rpc_port, agent.http.addresses if agent.http else []),
           flush=True)
+    open_log()
     for w in warnings:
         _log.warning("%s", w)
     _log.info("Isthmus agent running! node=%s dc=%s", cfg.node_name, cfg.datacenter)
