@@ -8,7 +8,8 @@ to agent 0 one after another, then measure
   RSS          VmRSS per agent (mean), and for isthmus a bare Python process that imports the
                same packages (the issue's RSS bound is 1.25x that)
   detection    `kill -9` of the last agent until every other agent lists it failed
-(as shared/spec/serf-peer.md measured Serf). Medians over the rounds are printed at the end;
+(as shared/spec/serf-peer.md measured Serf). The serf agents carry the same tags as an
+Isthmus client agent, so gossip messages have the same sizes on both sides. Medians over the rounds are printed at the end;
 `python -m benchmarks.bench_gossip_agents N ROUNDS` runs it without pytest.
 Needs the serf binary (ISTHMUS_SERF or ~/.cache/isthmus-serf/bin/serf); skipped without it.
 """
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -59,12 +61,21 @@ def _wait(pred, within: float, what: str) -> float:
     raise TimeoutError(f"{what} not within {within}s")
 
 
+def consul_like_tags(i: int) -> list[str]:
+    """The tags an Isthmus client agent gossips, so both sides carry the same meta size
+    (alive messages of the same size fill gossip packets alike)."""
+    tags = {"role": "node", "dc": "dc1", "segment": "", "id": str(uuid.UUID(int=i + 1)),
+            "vsn": "2", "vsn_min": "2", "vsn_max": "3", "build": "1.22.0:isthmus"}
+    return [f"-tag={k}={v}" for k, v in tags.items()]
+
+
 class SerfCluster:
     def __init__(self, n: int, subnet: int) -> None:
         self.hosts = [f"127.0.{subnet}.{i + 1}" for i in range(n)]
         self.procs = [subprocess.Popen(
             [SERF, "agent", f"-node=s{i:02d}", f"-bind={h}:7946", f"-rpc-addr={h}:7373",
-             "-log-level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "-log-level=warn", *consul_like_tags(i)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for i, h in enumerate(self.hosts)]
         for h in self.hosts:
             _wait(lambda h=h: self._members(h) is not None, 30, f"serf {h} up")
