@@ -22,6 +22,14 @@ from typing import Any
 import msgpack
 
 from .errors import BadHeader, DecodeError, FrameTooLarge, MalformedFrame
+from .msgpack_scan import ARRAY as _ARRAY
+from .msgpack_scan import BLOB as _BLOB
+from .msgpack_scan import CLASS as _CLASS
+from .msgpack_scan import FIXED as _FIXED
+from .msgpack_scan import INVALID as _INVALID
+from .msgpack_scan import MAP as _MAP
+from .msgpack_scan import SIZE as _SIZE
+from .msgpack_scan import WIDTH as _WIDTH
 
 __all__ = [
     "REQUEST",
@@ -44,48 +52,6 @@ _UINT64_END = 1 << 64
 _unpackb = msgpack.unpackb
 _packb = msgpack.packb
 
-# Scanner classes of a msgpack type byte (msgpack spec, "Formats").
-_FIXED = 0     # the type byte gives the whole element size (scalars, fixstr)
-_BLOB = 1      # str/bin/ext: big-endian length after the type byte, then (ext) a type code
-_ARRAY = 2     # count after the type byte (fixarray: in the type byte)
-_MAP = 3       # like _ARRAY; each entry is two objects
-_INVALID = 4   # 0xc1 "never used"
-
-
-def _build_table() -> tuple[list[int], list[int], list[int]]:
-    """Per type byte: class, header size (whole size for _FIXED), width of the length field."""
-    cls = [_FIXED] * 256
-    size = [1] * 256
-    width = [0] * 256
-    for b in range(0xA0, 0xC0):              # fixstr
-        size[b] = 1 + (b & 0x1F)
-    for b in range(0x80, 0x90):              # fixmap
-        cls[b] = _MAP
-    for b in range(0x90, 0xA0):              # fixarray
-        cls[b] = _ARRAY
-    cls[0xC1] = _INVALID
-    fixed = {
-        0xCA: 5, 0xCB: 9,                                    # float32/64
-        0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,                  # uint8..64
-        0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9,                  # int8..64
-        0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18,       # fixext1..16 (+type code)
-    }
-    for b, n in fixed.items():
-        size[b] = n
-    blobs = {
-        0xC4: 1, 0xC5: 2, 0xC6: 4,                           # bin8/16/32
-        0xD9: 1, 0xDA: 2, 0xDB: 4,                           # str8/16/32
-    }
-    for b, w in blobs.items():
-        cls[b], size[b], width[b] = _BLOB, 1 + w, w
-    for b, w in {0xC7: 1, 0xC8: 2, 0xC9: 4}.items():         # ext8/16/32: length, then type
-        cls[b], size[b], width[b] = _BLOB, 2 + w, w
-    for b, c, w in ((0xDC, _ARRAY, 2), (0xDD, _ARRAY, 4), (0xDE, _MAP, 2), (0xDF, _MAP, 4)):
-        cls[b], size[b], width[b] = c, 1 + w, w
-    return cls, size, width
-
-
-_CLASS, _SIZE, _WIDTH = _build_table()
 
 
 def _too_large(what: str, limit: int, offset: int) -> FrameTooLarge:

@@ -23,6 +23,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t
 from libc.string cimport memcmp, memcpy, strlen
 from _core.mpwrite cimport _put_be, _put_uint, _uint_size
+from _core.mpscan cimport K_ARRAY, K_BLOB, K_FIXED, K_INVALID, K_MAP, build_scan_table
 
 import operator
 
@@ -829,53 +830,10 @@ def encode_stream(msg, *, compress=True, keyring=None, nonce=None, label=b""):
 
 # -- stream framing -----------------------------------------------------------------------
 
-# Scanner classes of a msgpack type byte (msgpack spec, "Formats"), as in rpcframe_c.
-cdef enum:
-    K_FIXED = 0      # the type byte gives the whole element size (scalars, fixstr)
-    K_BLOB = 1       # str/bin/ext: big-endian length after the type byte, then (ext) a type code
-    K_ARRAY = 2      # count after the type byte (fixarray: in the type byte)
-    K_MAP = 3        # like K_ARRAY; each entry is two objects
-    K_INVALID = 4    # 0xc1 "never used"
-
 cdef unsigned char _CLASS[256]
 cdef unsigned char _SIZE[256]     # header size; whole element size for K_FIXED
 cdef unsigned char _WIDTH[256]    # bytes of the length/count field (0: in the type byte)
-
-
-cdef void _blob(int b, int width, int extra) noexcept:
-    _CLASS[b] = K_BLOB
-    _SIZE[b] = <unsigned char>(extra + width)
-    _WIDTH[b] = <unsigned char>width
-
-
-cdef void _build_table() noexcept:
-    cdef int b
-    for b in range(256):
-        _CLASS[b] = K_FIXED
-        _SIZE[b] = 1
-        _WIDTH[b] = 0
-    for b in range(0xa0, 0xc0):               # fixstr
-        _SIZE[b] = 1 + (b & 0x1f)
-    for b in range(0x80, 0x90):               # fixmap
-        _CLASS[b] = K_MAP
-    for b in range(0x90, 0xa0):               # fixarray
-        _CLASS[b] = K_ARRAY
-    _CLASS[0xc1] = K_INVALID
-    _SIZE[0xca] = 5; _SIZE[0xcb] = 9                                   # float32/64
-    _SIZE[0xcc] = 2; _SIZE[0xcd] = 3; _SIZE[0xce] = 5; _SIZE[0xcf] = 9  # uint8..64
-    _SIZE[0xd0] = 2; _SIZE[0xd1] = 3; _SIZE[0xd2] = 5; _SIZE[0xd3] = 9  # int8..64
-    _SIZE[0xd4] = 3; _SIZE[0xd5] = 4; _SIZE[0xd6] = 6                   # fixext1/2/4
-    _SIZE[0xd7] = 10; _SIZE[0xd8] = 18                                  # fixext8/16
-    _blob(0xc4, 1, 1); _blob(0xc5, 2, 1); _blob(0xc6, 4, 1)             # bin8/16/32
-    _blob(0xd9, 1, 1); _blob(0xda, 2, 1); _blob(0xdb, 4, 1)             # str8/16/32
-    _blob(0xc7, 1, 2); _blob(0xc8, 2, 2); _blob(0xc9, 4, 2)             # ext8/16/32 (+type)
-    _CLASS[0xdc] = K_ARRAY; _SIZE[0xdc] = 3; _WIDTH[0xdc] = 2
-    _CLASS[0xdd] = K_ARRAY; _SIZE[0xdd] = 5; _WIDTH[0xdd] = 4
-    _CLASS[0xde] = K_MAP; _SIZE[0xde] = 3; _WIDTH[0xde] = 2
-    _CLASS[0xdf] = K_MAP; _SIZE[0xdf] = 5; _WIDTH[0xdf] = 4
-
-
-_build_table()
+build_scan_table(_CLASS, _SIZE, _WIDTH)
 
 
 cdef inline long long _read_be(const unsigned char *q, int width) noexcept nogil:
