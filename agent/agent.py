@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from typing import Any
 
@@ -28,7 +27,6 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.node_id = ""
-        self.started_at = 0.0
         self.registry = Registry()
         self.leadership: Leadership = NoConsensus()
         self.rpc_server: RPCServer | None = None
@@ -70,7 +68,6 @@ class Agent:
         except BaseException:
             await self.stop()
             raise
-        self.started_at = time.time()
         for pool, addrs, interval in ((self.lan, cfg.retry_join, cfg.retry_interval),
                                       (self.wan, cfg.retry_join_wan, cfg.retry_interval_wan)):
             if pool is not None and addrs:

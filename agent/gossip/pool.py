@@ -17,7 +17,7 @@ from _core.gossip_config import GossipConfig
 from _core.swim import JoinResult, LeaveDone, Malformed, SwimNode
 
 from .. import log
-from ..serf.core import MemberEvent, NameConflict, SerfConfig, SerfCore, SerfMember, UserEvent
+from ..serf.core import MemberEvent, NameConflict, SerfConfig, SerfCore, SerfMember
 from .snapshot import Snapshot
 
 Addr = tuple[str, int]
@@ -135,7 +135,6 @@ class GossipPool:
         self._leave_done: asyncio.Future | None = None
         self.swim: SwimNode | None = None
         self.serf: SerfCore | None = None
-        self.user_events: list[UserEvent] = []
         self.listeners: list = []           # callables(event) for member/user events
         self._snapshot = Snapshot(snapshot_path) if snapshot_path else None
 
@@ -325,9 +324,6 @@ class GossipPool:
                     self._snapshot.alive(mem.name, mem.addr, mem.port)
                 else:
                     self._snapshot.not_alive(mem.name)
-        elif isinstance(ev, UserEvent):
-            self.user_events.append(ev)
-            del self.user_events[:-256]
         elif isinstance(ev, NameConflict):
             self._log.error("name conflict: another node %s claims our name %s", ev.other,
                             ev.existing)
