@@ -17,7 +17,7 @@ from _core.gossip_config import GossipConfig
 from _core.swim import JoinResult, LeaveDone, Malformed, SwimNode
 
 from .. import log
-from ..serf.core import MemberEvent, NameConflict, SerfConfig, SerfCore, SerfMember
+from ..serf.core import ConflictResolved, MemberEvent, NameConflict, SerfConfig, SerfCore, SerfMember
 from .snapshot import Snapshot
 
 Addr = tuple[str, int]
@@ -131,6 +131,7 @@ class GossipPool:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
         self._tasks: set[asyncio.Task] = set()
+        self._stopping: asyncio.Task | None = None     # a lost name-conflict vote
         self._joins: dict[int, asyncio.Future] = {}
         self._leave_done: asyncio.Future | None = None
         self.swim: SwimNode | None = None
@@ -325,8 +326,17 @@ class GossipPool:
                 else:
                     self._snapshot.not_alive(mem.name)
         elif isinstance(ev, NameConflict):
-            self._log.error("name conflict: another node %s claims our name %s", ev.other,
-                            ev.existing)
+            self._log.error("Node name conflicts with another node at %s. Names must be unique! "
+                            "(Resolution enabled: true)", ev.other)
+        elif isinstance(ev, ConflictResolved):
+            if ev.majority:
+                self._log.info("majority in name conflict resolution [%d / %d]", ev.matching,
+                               ev.responses)
+            else:
+                self._log.warning("minority in name conflict resolution, quitting [%d / %d]",
+                                  ev.matching, ev.responses)
+                # not one of self._tasks: stop() cancels those
+                self._stopping = asyncio.get_running_loop().create_task(self.stop())
         for fn in self.listeners:
             fn(ev)
 

@@ -125,6 +125,19 @@ class NameConflict:
     other: str
 
 
+@dataclass(frozen=True, slots=True)
+class ConflictResolved:
+    """Serf's resolveNodeConflict: of the members that answered the `_serf_conflict` query,
+    how many hold our address under our name. Without a majority we are the impostor and
+    must leave the pool (Serf shuts down)."""
+    matching: int
+    responses: int
+
+    @property
+    def majority(self) -> bool:
+        return self.matching >= self.responses // 2 + 1
+
+
 def _ip(raw: bytes) -> str:
     try:
         ip = ipaddress.ip_address(raw)
@@ -188,6 +201,7 @@ class SerfCore:
         self._events_ring = _EventRing(cfg.event_buffer)
         self._queries_ring = _EventRing(cfg.query_buffer)
         self._queries: dict[tuple[int, int], QueryResult] = {}
+        self._conflict_query: QueryResult | None = None
         self._out_events: list[Any] = []
         self._coalescing: dict[str, list] = {}     # name -> [latest UserEvent, first_at, last_at]
         num = lambda: max(1, len(self.members))  # noqa: E731
@@ -322,7 +336,10 @@ class SerfCore:
             if not q.done and now >= q.deadline:
                 q.done = True
                 del self._queries[key]
-                self._out_events.append(QueryDone(q))
+                if q is self._conflict_query:
+                    self._resolve_conflict(q)
+                else:
+                    self._out_events.append(QueryDone(q))
         if now >= self._next_reap_at:
             self._next_reap_at = now + self.cfg.reap_interval
             self._reap(now)
@@ -480,8 +497,25 @@ class SerfCore:
         self._emit("member-update", mem)
 
     def notify_conflict(self, existing, other, now: float) -> None:
-        if existing.name == self.name:
-            self._out_events.append(NameConflict(existing.name, _ip(other.addr)))
+        if existing.name != self.name:
+            return
+        self._out_events.append(NameConflict(existing.name, _ip(other.addr)))
+        if self._conflict_query is None:        # one resolution at a time
+            self._conflict_query = self.query(INTERNAL_PREFIX + "conflict", self.name.encode(), now)
+
+    def _resolve_conflict(self, q: QueryResult) -> None:
+        self._conflict_query = None
+        me = _raw_ip(self.addr)
+        responses = matching = 0
+        for raw in q.responses.values():
+            try:
+                member = codec.decode_conflict_response(raw)
+            except DecodeError:
+                continue
+            responses += 1                      # as Serf: "don't know" (nil) counts too
+            if member is not None and member.get("Addr") == me and member.get("Port") == self.port:
+                matching += 1
+        self._out_events.append(ConflictResolved(matching, responses))
 
     # ------------------------------------------------------------------ intents
 

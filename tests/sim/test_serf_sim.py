@@ -120,3 +120,39 @@ def test_coalesced_user_events_deliver_the_newest_of_a_burst():
     c.run_for(5)
     tick_and_collect()
     assert all([e.payload for e in v] == [b"v4"] for v in got.values()), got
+
+
+def test_name_conflict_is_resolved_by_a_vote():
+    """Serf's resolveNodeConflict: the node memberlist reports a name conflict to asks everyone
+    (`_serf_conflict` query) who holds its name; with a majority for its own address it stays,
+    without one it is the impostor and gets ConflictResolved(majority=False) (the driver then
+    leaves the pool)."""
+    from types import SimpleNamespace
+
+    from agent.serf.core import ConflictResolved
+    c, serfs = serf_cluster(12, seed=21)
+    c.run_until(lambda: all(len(s.members) == 12 for s in serfs.values()), within=30)
+    me = serfs["node-0003"]
+    impostor = SimpleNamespace(name="node-0003", addr=bytes((10, 9, 9, 9)), port=SIM_PORT)
+
+    def verdict(serf) -> ConflictResolved:
+        got = []
+
+        def done() -> bool:
+            serf.tick(c.now)                 # query deadlines (this cluster ticks no delegates)
+            got.extend(e for e in serf.drain_events() if isinstance(e, ConflictResolved))
+            return bool(got)
+        c.run_until(done, within=10, check_every=0.05)
+        return got[0]
+
+    me.drain_events()
+    me.notify_conflict(SimpleNamespace(name="node-0003"), impostor, c.now)
+    ours = verdict(me)
+    assert ours.majority and ours.matching == ours.responses == 11
+
+    # the same vote counted by an impostor: everyone knows another address for the name
+    # (the answers still reach us: the query went out with our real address)
+    me.notify_conflict(SimpleNamespace(name="node-0003"), impostor, c.now)
+    me.addr = "10.9.9.9"
+    theirs = verdict(me)
+    assert not theirs.majority and theirs.matching == 0 and theirs.responses == 11
