@@ -155,40 +155,48 @@ class RPCPool:
         return conn
 
     async def _connect(self, addr: Addr, dc: str | None) -> _ClientConn:
-        loop = asyncio.get_running_loop()
-        host, port = addr
-        factory = lambda: _ClientConn(self, addr)  # noqa: E731
-        where = f"{host}:{port}"
-        try:
-            if self.tls_context is None:
-                tr, conn = await asyncio.wait_for(
-                    loop.create_connection(factory, host, port), self.connect_timeout)
-                tr.write(bytes((RPC_CONSUL,)))
-                return conn
+        _, conn = await dial(addr, RPC_CONSUL, lambda: _ClientConn(self, addr),
+                             tls_context=self.tls_context, server_name=self._server_name(dc),
+                             timeout=self.connect_timeout)
+        return conn
+
+
+async def dial(addr: Addr, type_byte: int, factory: Callable[[], asyncio.Protocol], *,
+               tls_context: ssl.SSLContext | None, server_name: str | None,
+               timeout: float) -> tuple[asyncio.Transport, asyncio.Protocol]:
+    """Connect to a server's RPC port and open a `type_byte` stream (0 RPC, 1 Raft, 6 area
+    gossip), inside TLS (byte 3, handshake, then the byte) when `tls_context` is given.
+    RPCConnectError, worded as Consul's, when that fails."""
+    loop = asyncio.get_running_loop()
+    host, port = addr
+    where = f"{host}:{port}"
+    try:
+        if tls_context is None:
+            tr, proto = await asyncio.wait_for(loop.create_connection(factory, host, port), timeout)
+        else:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, addr), self.connect_timeout)
+                await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
                 await loop.sock_sendall(sock, bytes((RPC_TLS,)))
-                name = self._server_name(dc)
-                tr, conn = await asyncio.wait_for(
-                    loop.create_connection(factory, sock=sock, ssl=self.tls_context,
-                                           server_hostname=name or "",
-                                           ssl_handshake_timeout=self.connect_timeout),
-                    self.connect_timeout + 1)
+                tr, proto = await asyncio.wait_for(
+                    loop.create_connection(factory, sock=sock, ssl=tls_context,
+                                           server_hostname=server_name or "",
+                                           ssl_handshake_timeout=timeout),
+                    timeout + 1)
             except BaseException:
                 sock.close()
                 raise
-            tr.write(bytes((RPC_CONSUL,)))
-            return conn
-        except TimeoutError:
-            raise RPCConnectError(f'failed to connect to "{where}": dial tcp {where}: '
-                                  f"i/o timeout") from None
-        except ssl.SSLError as exc:
-            raise RPCConnectError(f'failed to connect to "{where}": TLS handshake failed: '
-                                  f"{exc.reason or exc}") from None
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            raise RPCConnectError(f'failed to connect to "{where}": dial tcp {where}: '
-                                  f"connect: {reason}") from None
+        tr.write(bytes((type_byte,)))
+        return tr, proto
+    except TimeoutError:
+        raise RPCConnectError(f'failed to connect to "{where}": dial tcp {where}: '
+                              f"i/o timeout") from None
+    except ssl.SSLError as exc:
+        raise RPCConnectError(f'failed to connect to "{where}": TLS handshake failed: '
+                              f"{exc.reason or exc}") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise RPCConnectError(f'failed to connect to "{where}": dial tcp {where}: '
+                              f"connect: {reason}") from None
