@@ -38,7 +38,7 @@ cdef class SwimStats:
     cdef public long long probes, probe_failures, acks, nacks, nacks_sent, indirect_pings
     cdef public long long indirect_relayed, tcp_pings, suspects_raised, dead_declared, refutes
     cdef public long long push_pulls, push_pull_failures, push_pulls_served, gossip_packets
-    cdef public long long conflicts, wrong_node_pings, bad_alive
+    cdef public long long conflicts, wrong_node_pings, bad_alive, last_pings, last_ping_saves
 
 
 cdef class _Timer:
@@ -73,6 +73,7 @@ cdef class _Suspicion:
     cdef public double min, max, start, change_time
     cdef public set confirmations
     cdef public _Timer timer
+    cdef public long long last_seq
 
 
 cdef class _Join:
@@ -174,8 +175,10 @@ cdef class SwimNode:
     cdef void _suspect_node(self, object s, double now) except *
     @cython.locals(remaining=double)
     cdef bint _confirm(self, _Suspicion susp, str from_, double now) except -1
-    @cython.locals(state=Member)
+    @cython.locals(state=Member, seq=cython.longlong)
     cdef void _on_suspicion_timeout(self, _Suspicion susp, double now) except *
+    @cython.locals(state=Member)
+    cdef void _on_last_ping_ack(self, _Suspicion susp, double now) except *
     @cython.locals(state=Member, susp=_Suspicion)
     cdef void _dead_node(self, object d, double now) except *
     @cython.locals(inc=cython.longlong)

@@ -362,14 +362,16 @@ _STAT_NAMES = ("packets_in", "packets_out", "malformed", "malformed_parts", "unk
                "probes", "probe_failures", "acks", "nacks", "nacks_sent", "indirect_pings",
                "indirect_relayed", "tcp_pings", "suspects_raised", "dead_declared", "refutes",
                "push_pulls", "push_pull_failures", "push_pulls_served", "gossip_packets",
-               "conflicts", "wrong_node_pings", "bad_alive")
+               "conflicts", "wrong_node_pings", "bad_alive", "last_pings", "last_ping_saves")
 
 
 class SwimStats:
     """Counters; `as_dict()` for reporting. `malformed`: packets dropped whole;
     `malformed_parts`: compound parts skipped; `bad_alive`: alives ignored for a bad Vsn or
     address; `suspects_raised`: our own failed probes; `dead_declared`: our suspicion timers
-    that ran out; `refutes`: accusations against us we answered."""
+    that ran out; `refutes`: accusations against us we answered; `last_pings` /
+    `last_ping_saves`: suspicions that ran out and got a last direct ping / whose suspect
+    answered it."""
 
     __slots__ = _STAT_NAMES
 
@@ -451,7 +453,7 @@ class _Suspicion:
     """suspicion.go: a timer started at max that drives towards min with confirmations."""
 
     __slots__ = ("node", "k", "n", "min", "max", "start", "change_time", "confirmations",
-                 "timer")
+                 "timer", "last_seq")
 
     def __init__(self, node: str, from_: str, k: int, min_: float, max_: float,
                  start: float) -> None:
@@ -464,6 +466,7 @@ class _Suspicion:
         self.change_time = start
         self.confirmations = {from_}       # the accuser is pre-seeded: our own suspicion
         self.timer = None                  # gossiped back to us must not count
+        self.last_seq = 0                  # seq of the last-chance ping, once sent
 
 
 class _Join:
@@ -1177,6 +1180,9 @@ class SwimNode:
                 relay.done = True
                 self._send_msg(relay.requester, self._encode_message(m.Ack(relay.req_seq, None)))
             return
+        if type(h) is _Suspicion:
+            self._on_last_ping_ack(h, now)
+            return
         probe = h
         if probe.done:
             return
@@ -1330,9 +1336,41 @@ class SwimNode:
         state = self._node_map.get(susp.node)
         if state is None or state.state != STATE_SUSPECT or state.state_change != susp.change_time:
             return
+        if self._lifeguard and susp.last_seq == 0:
+            # Isthmus addition (wire-compatible; memberlist declares death here at once): one
+            # last direct ping, sent twice against loss. A node that missed the suspect's
+            # refutation burst (gossip is random; memberlist relies on the next push/pull)
+            # would otherwise declare a live node dead. Costs a dead node probe_timeout more.
+            seq = self._next_seq()
+            susp.last_seq = seq
+            self._acks[seq] = susp
+            ping = self._encode_message(m.Ping(seq, state.name, self._addr, self._port, self.name))
+            self._send_msg(state.udp, ping)
+            self._send_msg(state.udp, ping)
+            self.stats.last_pings += 1
+            susp.timer = self._at(now + self.cfg.probe_timeout, _T_SUSPICION, susp)
+            return
+        if susp.last_seq:
+            self._acks.pop(susp.last_seq, None)
         self.stats.dead_declared += 1
         self._events.append(SuspectTimeout(susp.node, susp.n))
         self._dead_node(m.Dead(state.incarnation, state.name, self.name), now)
+
+    def _on_last_ping_ack(self, susp: _Suspicion, now: float) -> None:
+        """The suspect answered our last-chance ping: it lives; drop our suspicion (the
+        cluster has its refutation; we will hear the new incarnation by gossip or push/pull)."""
+        if self._suspicions.get(susp.node) is not susp:
+            return
+        state = self._node_map.get(susp.node)
+        if state is None or state.state != STATE_SUSPECT or state.state_change != susp.change_time:
+            return
+        del self._suspicions[susp.node]
+        if susp.timer is not None:
+            susp.timer.cancelled = True
+            susp.timer = None
+        state.state = STATE_ALIVE
+        state.state_change = now
+        self.stats.last_ping_saves += 1
 
     def _dead_node(self, d: m.Dead, now: float) -> None:
         """deadNode: dead (or left, when From == Node); refute if it is about us."""

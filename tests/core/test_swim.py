@@ -364,17 +364,20 @@ def _dead_at(n: SwimNode, name: str, confirm_at: list[tuple[float, str]]) -> flo
     return t
 
 
+LAST_PING = GossipConfig().probe_timeout   # Lifeguard's last-chance ping before declaring death
+
+
 @pytest.mark.parametrize("confirmations,expect", [
     ([], 24.0),                                           # k = 2: starts at max
     ([(1.0, "n3")], 11.381),                              # one: log-scaled
     ([(1.0, "n3"), (2.0, "n4")], 4.0),                    # two: min
     ([(1.0, "n1"), (1.5, "n3"), (1.6, "n3")], 11.381),    # the accuser and repeats don't count
-    ([(20.0, "n3"), (21.0, "n4")], 20.0),                 # past the new timeout: fire at once
+    ([(20.0, "n3")], 20.0),                               # past the new timeout: fire at once
 ])
 def test_suspicion_timeout_n5(confirmations, expect):
     n = _suspicion_node(5)                                  # n = 5 known nodes
     n.step_packet(pkt(m.Suspect(1, "n2", "n1")), (ip_of(1), PORT), 0.0)
-    assert _dead_at(n, "n2", confirmations) == pytest.approx(expect)
+    assert _dead_at(n, "n2", confirmations) == pytest.approx(expect + LAST_PING)
 
 
 def test_suspicion_confirmations_rebroadcast_only_news():
@@ -390,13 +393,29 @@ def test_suspicion_confirmations_rebroadcast_only_news():
 def test_suspicion_timeout_n20_and_small_clusters():
     n = _suspicion_node(20)
     n.step_packet(pkt(m.Suspect(1, "n2", "n1")), (ip_of(1), PORT), 0.0)
-    assert _dead_at(n, "n2", []) == pytest.approx(31.224)
+    assert _dead_at(n, "n2", []) == pytest.approx(31.224 + LAST_PING)
     n = _suspicion_node(20)
     n.step_packet(pkt(m.Suspect(1, "n2", "n1")), (ip_of(1), PORT), 0.0)
-    assert _dead_at(n, "n2", [(1.0, "n3")]) == pytest.approx(14.807)
+    assert _dead_at(n, "n2", [(1.0, "n3")]) == pytest.approx(14.807 + LAST_PING)
     n = _suspicion_node(3)                                   # n − 2 < k → k = 0: min
     n.step_packet(pkt(m.Suspect(1, "n2", "n1")), (ip_of(1), PORT), 0.0)
-    assert _dead_at(n, "n2", []) == pytest.approx(4.0)
+    assert _dead_at(n, "n2", []) == pytest.approx(4.0 + LAST_PING)
+
+
+def test_last_chance_ping_answered_keeps_the_suspect_alive():
+    """Isthmus addition: when the suspicion timer runs out, one last direct ping (sent
+    twice); an ack within probe_timeout clears our suspicion instead of declaring death."""
+    n = _suspicion_node(5)
+    n.step_packet(pkt(m.Suspect(1, "n2", "n1")), (ip_of(1), PORT), 0.0)
+    n.drain()
+    n.tick(24.0)                                            # k = 2, no confirmations: max
+    pings = [p for _, p in n.drain().packets]
+    assert len(pings) == 2 and pings[0] == pings[1]
+    seq = list(wire.decode_packet(pings[0]))[0].seq_no
+    n.step_packet(pkt(m.Ack(seq, None)), (ip_of(2), PORT), 24.2)
+    n.tick(30.0)
+    assert n.member("n2").state == STATE_ALIVE
+    assert (n.stats.last_pings, n.stats.last_ping_saves, n.stats.dead_declared) == (1, 1, 0)
 
 
 def test_plain_swim_uses_the_fixed_minimum():

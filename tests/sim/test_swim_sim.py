@@ -73,23 +73,19 @@ def test_no_false_positives_at_10pct_loss_200():
 
 @pytest.mark.slow
 def test_false_positives_at_10pct_loss_1000():
-    """On this seed (as measured when written) Lifeguard has ONE false positive and plain
-    SWIM none (seeds 33–36: none either way). It is memberlist's design, not a Lifeguard
-    fault: a refutation is a burst — every node sends the new alive 16 times within ~1.5 s
-    and then never again — and one node (node-0177) happened not to be picked as a gossip
-    target by anyone during that burst. Its suspicion timer then ran out (34 s, one
-    confirmation) and it declared the victim dead; nobody else accepted that dead message
-    (their incarnation was newer), and its next push/pull repairs its view. Plain SWIM is
-    exposed to the same miss with a shorter timer. So: at most one such local false
-    positive per 1,000 nodes per minute, never accepted by a second node."""
+    """Seed 32 once had ONE false positive with Lifeguard on: a refutation is a burst (every
+    node sends the new alive 16 times within ~1.5 s, then never again) and one node happened
+    not to be a gossip target during it, so its suspicion timer ran out on a live node —
+    memberlist's design, repaired only by the next push/pull. Isthmus's last-chance ping
+    (one direct ping, sent twice, when a suspicion runs out) catches exactly that case: the
+    suspect answers and the suspicion is dropped. Plain SWIM has no such ping."""
     seed = 32
     on = false_positives(1000, seed, True)
     off = false_positives(1000, seed, False)
     print(f"\n10 % loss, 1000 nodes, 60 virtual s, seed {seed}:\n  Lifeguard on:  {on}\n"
           f"  Lifeguard off: {off}")
-    for run in (on, off):
-        assert run["victims"] <= 1, f"seed {seed}: on {on} off {off}"
-        assert run["deaths_seen"] <= run["victims"], f"seed {seed}: a false death spread: {run}"
+    assert on["victims"] == 0, f"seed {seed}: Lifeguard had false positives: {on}"
+    assert off["deaths_seen"] <= off["victims"] <= 1, f"seed {seed}: off {off}"
 
 
 @pytest.mark.parametrize("n,seed", [(200, 41), (1000, 42)])
