@@ -49,3 +49,20 @@ def test_core_does_no_io_and_never_imports_agent():
 
 def test_agent_config_model_is_pure():
     assert not imports(os.path.join(ROOT, "agent", "config", "model.py")) & {"os", "socket", "asyncio"}
+
+
+PURE_AGENT_MODULES = ["agent/raft/core.py", "agent/raft/log.py", "agent/raft/progress.py",
+                      "agent/raft/messages.py", "agent/state/store.py", "agent/serf/core.py"]
+PURE_FORBIDDEN = {"asyncio", "socket", "ssl", "time", "logging", "threading", "os", "uvloop",
+                  "aiohttp"}
+
+
+def test_pure_layers_do_no_io():
+    """The Raft core, the state store and the Serf layer run under the simulator: no I/O,
+    no clock, no logging (randomness only through an injected random.Random)."""
+    bad = {}
+    for rel in PURE_AGENT_MODULES:
+        found = imports(os.path.join(ROOT, rel)) & PURE_FORBIDDEN
+        if found:
+            bad[rel] = sorted(found)
+    assert not bad, f"pure layers import I/O modules: {bad}"

@@ -1,0 +1,1 @@
+"""Raft: the pure core (core, log, progress, messages) and its driver."""
