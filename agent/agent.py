@@ -13,7 +13,7 @@ from .errors import IsthmusError, NoServersError
 from .rpc.client import RPCPool
 from .rpc.registry import CallContext, Registry
 from .rpc.server import RPCServer
-from .rpc.status import Leadership, NoConsensus, SingleServer, register_status
+from .rpc.status import Leadership, NoConsensus, register_status
 from .tags import lan_tags
 from .tlsutil.context import client_context, outgoing_server_hostname, server_context
 
@@ -29,6 +29,7 @@ class Agent:
         self.node_id = ""
         self.registry = Registry()
         self.leadership: Leadership = NoConsensus()
+        self.consensus = None            # Consensus: servers only
         self.rpc_server: RPCServer | None = None
         self.rpc_pool: RPCPool | None = None
         self.http = None
@@ -62,6 +63,8 @@ class Agent:
             if cfg.server:
                 await self._start_server()
             await self._start_gossip()
+            if self.consensus is not None and self.lan is not None:
+                self.consensus.attach_gossip(self.lan)
             from .http.server import HTTPServer     # aiohttp loads only where HTTP runs
             self.http = HTTPServer(self)
             await self.http.start()
@@ -136,10 +139,15 @@ class Agent:
                                     limits=cfg.limits, tls_context=server_context(tls),
                                     verify_incoming=tls.verify_incoming)
         await self.rpc_server.start()
-        if cfg.dev_mode or cfg.bootstrap:
-            # One in-memory server that leads itself; replicated consensus is issue #4.
-            self.leadership = SingleServer(self.rpc_advertise)
+        from .consensus import Consensus
+        self.consensus = Consensus(self)
+        self.consensus.start()
+        self.leadership = self.consensus
         register_status(self.registry, cfg.datacenter, self.leadership)
+        from .rpc.kvs import register_kvs
+        from .rpc.operator_raft import register_operator_raft
+        register_kvs(self.registry, cfg.datacenter, self.consensus)
+        register_operator_raft(self.registry, self)
         _log.info("RPC server listening on %s:%d (TLS %s)", cfg.bind_addr, self.rpc_server.port,
                   "on" if tls.enabled else "off")
 
@@ -156,6 +164,9 @@ class Agent:
             if pool is not None:
                 await pool.stop()
                 setattr(self, kind, None)
+        if self.consensus is not None:
+            await self.consensus.stop()
+            self.consensus = None
         if self.rpc_server is not None:
             await self.rpc_server.stop()
             self.rpc_server = None

@@ -70,13 +70,19 @@ class APIClient:
     def request(self, method: str, path: str, params: Mapping[str, str] | None = None,
                 body: Any = None) -> Any:
         """Send a request; JSON answers are decoded, empty ones are None; errors raise APIError."""
+        data = None if body is None else json.dumps(body).encode()
+        raw = self.raw_request(method, path, params, data)
+        return json.loads(raw) if raw.strip() else None
+
+    def raw_request(self, method: str, path: str, params: Mapping[str, str] | None = None,
+                    data: bytes | None = None) -> bytes:
+        """Send a request with a raw body; the raw answer (errors raise APIError)."""
         q = dict(params or {})
         if self.datacenter:
             q.setdefault("dc", self.datacenter)
         if self.stale:
             q.setdefault("stale", "")
         url = self.base + path + ("?" + urllib.parse.urlencode(q) if q else "")
-        data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(url, data=data, method=method)
         if self.token:
             req.add_header("X-Consul-Token", self.token)
@@ -89,4 +95,4 @@ class APIClient:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise APIError(f"Get \"{url}\": {reason}") from None
-        return json.loads(raw) if raw.strip() else None
+        return raw

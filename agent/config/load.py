@@ -91,6 +91,10 @@ _IMPLEMENTED: dict[str, str] = {
     "node_meta": _STRMAP,
     "leave_on_terminate": ck.BOOL,
     "performance.raft_multiplier": ck.INT,
+    "raft_snapshot_threshold": ck.INT,
+    "raft_trailing_logs": ck.INT,
+    "autopilot.cleanup_dead_servers": ck.BOOL,
+    "autopilot.server_stabilization_time": ck.DURATION,
     "limits.rpc_max_conns_per_client": ck.INT,
     "limits.rpc_handshake_timeout": ck.DURATION,
     "limits.rpc_client_timeout": ck.DURATION,
@@ -793,6 +797,13 @@ class _Loader:
         if not 1 <= raft_multiplier <= 10:
             self.problem(f"performance.raft_multiplier cannot be {raft_multiplier}. Must be "
                          "between 1 and 10", "performance.raft_multiplier")
+        snapshot_threshold = int(self.get("raft_snapshot_threshold", 16384))
+        trailing_logs = int(self.get("raft_trailing_logs", 10240))
+        for key, val in (("raft_snapshot_threshold", snapshot_threshold),
+                         ("raft_trailing_logs", trailing_logs)):
+            if val < 1:
+                self.problem(f"{key} cannot be {val}. Must be greater than 0", key)
+        stabilization = self._duration("autopilot.server_stabilization_time", 10.0)
         tls_rpc, tls_https = self._tls()
         self._bootstrap_rules(server, bootstrap, expect, dev)
         if dev and server:
@@ -835,6 +846,10 @@ class _Loader:
             log_json=bool(self.get("log_json", False)),
             limits=limits,
             raft_multiplier=raft_multiplier,
+            raft_snapshot_threshold=snapshot_threshold,
+            raft_trailing_logs=trailing_logs,
+            autopilot_cleanup_dead_servers=bool(self.get("autopilot.cleanup_dead_servers", True)),
+            autopilot_server_stabilization_time=stabilization,
             node_meta=node_meta,
             leave_on_terminate=bool(self.get("leave_on_terminate", not server)),
             config_sources=tuple(self.files_read),

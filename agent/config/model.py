@@ -82,6 +82,10 @@ class AgentConfig:
     log_json: bool = False
     limits: Limits = field(default_factory=Limits)
     raft_multiplier: int = 1
+    raft_snapshot_threshold: int = 16384    # entries applied between Raft snapshots
+    raft_trailing_logs: int = 10240         # entries kept in the log after a snapshot
+    autopilot_cleanup_dead_servers: bool = True
+    autopilot_server_stabilization_time: float = 10.0   # a new server's wait before it votes
     node_meta: tuple[tuple[str, str], ...] = ()
     leave_on_terminate: bool = False        # Consul: true for clients, false for servers
     config_sources: tuple[str, ...] = ()   # files read, in merge order

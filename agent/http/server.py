@@ -13,7 +13,8 @@ from aiohttp import web
 
 from .. import log
 from ..errors import IsthmusError
-from . import agent_endpoints, gossip_endpoints, status_endpoints
+from . import (agent_endpoints, gossip_endpoints, kv_endpoints, operator_endpoints,
+               status_endpoints)
 from .errors import HTTPError
 
 if TYPE_CHECKING:
@@ -49,16 +50,19 @@ class HTTPServer:
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
         self._routes: dict[str, dict[str, Endpoint]] = {}
-        for mod in (agent_endpoints, gossip_endpoints, status_endpoints):
+        for mod in (agent_endpoints, gossip_endpoints, kv_endpoints, operator_endpoints,
+                    status_endpoints):
             for path, methods in mod.ROUTES.items():
                 for method, fn in methods.items():
                     self.route(method, path, fn)
 
     def route(self, method: str, path: str, fn: Endpoint) -> None:
         """Serve `method path` with `fn(agent, request)`, whose result is sent as JSON."""
-        methods = self._routes.setdefault(path, {})
-        if not methods:
-            self.app.router.add_route("*", path, self._dispatch)
+        methods = self._routes.get(path)
+        if methods is None:
+            route = self.app.router.add_route("*", path, self._dispatch)
+            # `{key:.*}` is canonical `{key}`: requests find their methods by the canonical
+            methods = self._routes[path] = self._routes[route.resource.canonical] = {}
         methods[method] = fn
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:

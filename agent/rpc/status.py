@@ -3,19 +3,20 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..errors import IsthmusError
+from .consistency import check_dc
 from .registry import CallContext, Registry
 
 
 class Leadership(Protocol):
-    """What the Status endpoints need from consensus (Raft arrives with issue #4)."""
+    """What the Status endpoints need from consensus (`agent.consensus.Consensus`)."""
 
     def leader(self) -> str: ...          # "ip:port" of the leader's RPC address, "" if none
     def peers(self) -> list[str]: ...     # RPC addresses of the voters
 
 
 class SingleServer:
-    """`-dev`: one in-memory server that is its own leader and only peer."""
+    """A fixed leadership: one server that is its own leader and only peer (RPC tests and
+    benchmarks that need Status.* without running Raft)."""
 
     def __init__(self, rpc_addr: str) -> None:
         self._addr = rpc_addr
@@ -37,31 +38,18 @@ class NoConsensus:
         return []
 
 
-class NoPath(IsthmusError):
-    def __init__(self, dc: str) -> None:
-        super().__init__("No path to datacenter")
-        self.dc = dc
-
-
 def register_status(registry: Registry, datacenter: str, leadership: Leadership) -> None:
     """Register Status.Ping/Leader/Peers for a server of `datacenter`."""
-
-    def check_dc(body: Any) -> None:
-        # Forwarding to other datacenters arrives with the router (issue #6); until then
-        # every other datacenter is one this server has no path to.
-        dc = body.get("Datacenter") if isinstance(body, dict) else None
-        if dc and dc != datacenter:
-            raise NoPath(dc)
 
     def ping(body: Any, ctx: CallContext) -> dict:
         return {}
 
     def leader(body: Any, ctx: CallContext) -> str:
-        check_dc(body)
+        check_dc(body, datacenter)
         return leadership.leader()
 
     def peers(body: Any, ctx: CallContext) -> list[str]:
-        check_dc(body)
+        check_dc(body, datacenter)
         return leadership.peers()
 
     registry.register("Status.Ping", ping)

@@ -1,0 +1,131 @@
+"""/v1/kv/<key> (Consul's agent/kvs_endpoint.go): GET (recurse, keys, raw), PUT (flags, cas),
+DELETE (recurse, cas), with `?stale` / `?consistent` and Consul's index headers."""
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .errors import HTTPError, bad_request
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+MAX_VALUE_SIZE = 512 * 1024     # Consul's limits.kv_max_value_size
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """Consul counts query flags by presence (`?recurse`, `?recurse=`, `?recurse=true`)."""
+    return name in request.query
+
+
+def query_options(agent: "Agent", request: web.Request) -> dict:
+    """Consul's QueryOptions + Datacenter from the query string."""
+    stale, consistent = _flag(request, "stale"), _flag(request, "consistent")
+    if stale and consistent:
+        raise bad_request("Cannot specify ?stale with ?consistent, conflicting semantics.")
+    return {"Datacenter": request.query.get("dc") or agent.config.datacenter,
+            "AllowStale": stale, "RequireConsistent": consistent}
+
+
+def meta_headers(reply: dict) -> dict:
+    return {"X-Consul-Index": str(reply.get("Index", 0)),
+            "X-Consul-KnownLeader": "true" if reply.get("KnownLeader") else "false",
+            "X-Consul-LastContact": str(reply.get("LastContact", 0))}
+
+
+def _uint(request: web.Request, name: str) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise bad_request(f"Invalid {name} value: {raw!r}" if name != "flags"
+                          else f"Invalid flags: strconv.ParseUint: parsing {raw!r}: invalid syntax")
+    return int(raw)
+
+
+def _key(request: web.Request) -> str:
+    return request.match_info.get("key", "")
+
+
+def _json(obj, headers: dict, request: web.Request, status: int = 200) -> web.Response:
+    from .server import encode
+    return web.Response(status=status, body=encode(obj, "pretty" in request.query),
+                        content_type="application/json", headers=headers)
+
+
+def _entry_json(e: dict) -> dict:
+    out = dict(e)
+    v = out.get("Value")
+    out["Value"] = base64.b64encode(v).decode() if v else None
+    if out.get("Session") is None:
+        del out["Session"]
+    return out
+
+
+async def get(agent: "Agent", request: web.Request) -> web.StreamResponse:
+    body = query_options(agent, request)
+    key = _key(request)
+    if _flag(request, "keys"):
+        body.update({"Prefix": key, "Seperator": request.query.get("separator", "")})
+        reply = await agent.rpc("KVS.ListKeys", body)
+        headers = meta_headers(reply)
+        if not reply.get("Keys"):
+            return web.Response(status=404, headers=headers)
+        return _json(reply["Keys"], headers, request)
+    body["Key"] = key
+    reply = await agent.rpc("KVS.List" if _flag(request, "recurse") else "KVS.Get", body)
+    headers = meta_headers(reply)
+    entries = reply.get("Entries")
+    if not entries:
+        return web.Response(status=404, headers=headers)
+    if _flag(request, "raw"):
+        return web.Response(body=entries[0]["Value"] or b"", headers=headers,
+                            content_type="text/plain")
+    return _json([_entry_json(e) for e in entries], headers, request)
+
+
+async def put(agent: "Agent", request: web.Request) -> web.Response:
+    key = _key(request)
+    if not key:
+        raise bad_request("Missing key name")
+    if "acquire" in request.query or "release" in request.query:
+        raise HTTPError(501, "session locks (acquire/release) are not implemented yet")
+    size = request.content_length
+    value = await request.read()
+    if len(value) > MAX_VALUE_SIZE or (size or 0) > MAX_VALUE_SIZE:
+        raise HTTPError(413, f"Request body({len(value)} bytes) too large, max size: "
+                             f"{MAX_VALUE_SIZE} bytes. See https://developer.hashicorp.com/"
+                             "consul/docs/agent/config/config-files#kv_max_value_size.")
+    ent = {"Key": key, "Value": value, "Flags": _uint(request, "flags")}
+    op = "set"
+    if "cas" in request.query:
+        op = "cas"
+        ent["ModifyIndex"] = _uint(request, "cas")
+    body = {"Datacenter": request.query.get("dc") or agent.config.datacenter, "Op": op,
+            "DirEnt": ent}
+    ok = await agent.rpc("KVS.Apply", body)
+    return web.Response(body=json.dumps(bool(ok)).encode(), content_type="application/json")
+
+
+async def delete(agent: "Agent", request: web.Request) -> web.Response:
+    key = _key(request)
+    op, ent = "delete", {"Key": key}
+    if _flag(request, "recurse"):
+        op = "delete-tree"
+    elif "cas" in request.query:
+        op = "delete-cas"
+        ent["ModifyIndex"] = _uint(request, "cas")
+    elif not key:
+        raise bad_request("Missing key name")
+    body = {"Datacenter": request.query.get("dc") or agent.config.datacenter, "Op": op,
+            "DirEnt": ent}
+    ok = await agent.rpc("KVS.Apply", body)
+    return web.Response(body=json.dumps(bool(ok)).encode(), content_type="application/json")
+
+
+ROUTES = {
+    "/v1/kv/{key:.*}": {"GET": get, "PUT": put, "DELETE": delete},
+}

@@ -1,0 +1,134 @@
+"""The replicated state store: Consul's FSM and its tables, applied from Raft's log. Pure.
+
+A command is one byte of message type (Consul's `structs.MessageType`) then a msgpack body.
+Every write carries the Raft index it was committed at: that index becomes the row's
+ModifyIndex (and CreateIndex for new rows) and the table's index, which is what
+`X-Consul-Index` reports. Deleted KV keys leave the table index at the delete's index, so a
+read after a delete never reports an older index (Consul keeps tombstones for this).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgpack
+
+from ..errors import IsthmusError
+
+# Consul's structs.MessageType values (agent/structs/structs.go)
+KVS_REQUEST = 2
+
+KV_OPS = ("set", "cas", "delete", "delete-cas", "delete-tree")
+
+
+class CommandError(IsthmusError):
+    """A command that cannot be applied (the write fails; the store is unchanged)."""
+
+
+@dataclass(slots=True)
+class KVEntry:
+    key: str
+    value: bytes
+    flags: int
+    create_index: int
+    modify_index: int
+    lock_index: int = 0
+    session: str = ""
+
+    def as_api(self) -> dict:
+        """Consul's api.KVPair (Value is base64 in JSON: the HTTP layer encodes it)."""
+        return {"Key": self.key, "CreateIndex": self.create_index,
+                "ModifyIndex": self.modify_index, "LockIndex": self.lock_index,
+                "Flags": self.flags, "Value": self.value, "Session": self.session or None}
+
+
+def kv_command(op: str, key: str, value: bytes = b"", flags: int = 0, cas: int = 0) -> bytes:
+    """The Raft command of a KV write (Consul's KVSRequest, reduced to what it carries)."""
+    if op not in KV_OPS:
+        raise CommandError(f"Unknown KVS operation: {op}")
+    return bytes((KVS_REQUEST,)) + msgpack.packb([op, key, value, flags, cas])
+
+
+class Store:
+    """The tables. `apply(index, data)` is the Raft state machine's apply."""
+
+    def __init__(self) -> None:
+        self.kv: dict[str, KVEntry] = {}
+        self.indexes: dict[str, int] = {"kvs": 0}
+        self.last_index = 0
+        self._appliers: dict[int, Callable[[int, Any], Any]] = {KVS_REQUEST: self._apply_kvs}
+
+    # ------------------------------------------------------------------ state machine
+
+    def apply(self, index: int, data: bytes) -> Any:
+        """Apply one committed command; its result (or a CommandError instance) goes back
+        to the proposer. Never raises for a bad command: every server must stay in step."""
+        self.last_index = index
+        fn = self._appliers.get(data[0])
+        if fn is None:
+            return CommandError(f"unknown command type {data[0]}")
+        try:
+            return fn(index, msgpack.unpackb(data[1:]))
+        except (ValueError, TypeError, KeyError) as exc:   # only a bug of ours gets here
+            return CommandError(f"malformed command: {exc}")
+
+    def snapshot(self) -> bytes:
+        kv = [[e.key, e.value, e.flags, e.create_index, e.modify_index, e.lock_index, e.session]
+              for e in self.kv.values()]
+        return msgpack.packb({"v": 1, "last_index": self.last_index, "indexes": self.indexes,
+                              "kv": kv})
+
+    def restore(self, data: bytes) -> None:
+        snap = msgpack.unpackb(data)
+        self.kv = {row[0]: KVEntry(*row) for row in snap["kv"]}
+        self.indexes = dict(snap["indexes"])
+        self.last_index = snap["last_index"]
+
+    # ------------------------------------------------------------------ KV
+
+    def _apply_kvs(self, index: int, body: list) -> Any:
+        op, key, value, flags, cas = body
+        kv = self.kv
+        cur = kv.get(key)
+        if op == "set":
+            self._kv_set(index, key, value, flags, cur)
+            return True
+        if op == "cas":
+            # cas=0: only if the key does not exist; else only if ModifyIndex matches
+            if (cas == 0 and cur is not None) or (cas != 0 and (cur is None or cur.modify_index != cas)):
+                return False
+            self._kv_set(index, key, value, flags, cur)
+            return True
+        if op == "delete":
+            if cur is not None:
+                del kv[key]
+            self.indexes["kvs"] = index
+            return True
+        if op == "delete-cas":
+            # as Consul's kvsDeleteCASTxn: a missing key counts as deleted
+            if cur is None:
+                return True
+            if cur.modify_index != cas:
+                return False
+            del kv[key]
+            self.indexes["kvs"] = index
+            return True
+        if op == "delete-tree":
+            for k in [k for k in kv if k.startswith(key)]:
+                del kv[k]
+            self.indexes["kvs"] = index
+            return True
+        return CommandError(f"Unknown KVS operation: {op}")
+
+    def _kv_set(self, index: int, key: str, value: bytes, flags: int, cur: KVEntry | None) -> None:
+        if cur is None:
+            self.kv[key] = KVEntry(key, value, flags, index, index)
+        else:
+            cur.value, cur.flags, cur.modify_index = value, flags, index
+        self.indexes["kvs"] = index
+
+    def kv_get(self, key: str) -> KVEntry | None:
+        return self.kv.get(key)
+
+    def kv_list(self, prefix: str) -> list[KVEntry]:
+        return sorted((e for k, e in self.kv.items() if k.startswith(prefix)), key=lambda e: e.key)

@@ -1,0 +1,138 @@
+"""Three real servers with `-bootstrap-expect 3` on 127.0.0.1–3 (issue #4's "Done when").
+
+They find each other through LAN gossip, bootstrap once, elect one leader they all agree
+on; `kill -9` of the leader yields a new one; killing and restarting all three keeps every
+acknowledged write. Deadlines are generous (about 3× what the config implies); the times
+measured are logged.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+
+import pytest
+
+from .procs import AgentProc, free_port
+
+pytestmark = pytest.mark.integration
+log = logging.getLogger(__name__)
+
+# raft_multiplier 1: election timeout 1–2 s after the last heartbeat
+ELECTION_BOUND = 2.0
+
+
+class Server:
+    def __init__(self, i: int, tmp: str, join: str | None) -> None:
+        self.host = f"127.0.0.{i + 1}"
+        self.name = f"s{i + 1}"
+        self.data = os.path.join(tmp, self.name)
+        self.ports = {p: free_port(self.host) for p in ("http", "server", "serf-lan", "serf-wan")}
+        self.join = join
+        self.proc: AgentProc | None = None
+
+    def start(self) -> None:
+        args = ["-server", "-bootstrap-expect", "3", "-node", self.name, "-bind", self.host,
+                "-client", self.host, "-data-dir", self.data, "-log-level", "debug"]
+        for p, port in self.ports.items():
+            args += [f"-{p}-port", str(port)]
+        if self.join:
+            args += ["-retry-join", self.join, "-retry-interval", "1s"]
+        self.proc = AgentProc(*args, host=self.host)
+        self.proc.wait_ready(60)
+
+    def leader(self) -> str:
+        try:
+            status, body, _ = self.proc.get("/v1/status/leader")
+        except OSError:
+            return ""
+        return json.loads(body) if status == 200 else ""
+
+    @property
+    def rpc(self) -> str:
+        return f"{self.host}:{self.ports['server']}"
+
+
+def wait(pred, within: float, what: str) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < within:
+        got = pred()
+        if got:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not within {within}s")
+
+
+def agreed_leader(servers: list[Server]) -> str:
+    leaders = {s.leader() for s in servers}
+    return leaders.pop() if len(leaders) == 1 and "" not in leaders else ""
+
+
+def put(s: Server, key: str, value: str) -> bool:
+    try:
+        status, body, _ = s.proc.get(f"/v1/kv/{key}", "PUT", value.encode())
+    except OSError:
+        return False
+    return status == 200 and body.strip() == "true"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    servers: list[Server] = []
+    first = Server(0, str(tmp_path), None)
+    servers.append(first)
+    join = f"{first.host}:{first.ports['serf-lan']}"
+    servers += [Server(i, str(tmp_path), join) for i in (1, 2)]
+    yield servers
+    for s in servers:
+        if s.proc is not None:
+            s.proc.kill()
+
+
+def test_bootstrap_expect_failover_and_restart_keep_acknowledged_writes(cluster):
+    for s in cluster:
+        s.start()
+    took = wait(lambda: agreed_leader(cluster), 30, "one agreed leader")
+    log.info("bootstrap-expect 3: agreed leader after %.2fs", took)
+    leader = agreed_leader(cluster)
+    peers = json.loads(cluster[0].proc.get("/v1/status/peers")[1])
+    assert sorted(peers) == sorted(s.rpc for s in cluster)
+
+    acked: dict[str, str] = {}
+    for i in range(30):
+        s = cluster[i % 3]                  # followers forward writes to the leader
+        assert put(s, f"k/{i}", f"v{i}"), f"write {i} through {s.name} failed"
+        acked[f"k/{i}"] = f"v{i}"
+
+    # kill -9 the leader: the two others agree on a new one
+    victim = next(s for s in cluster if s.rpc == leader)
+    survivors = [s for s in cluster if s is not victim]
+    t0 = time.monotonic()
+    victim.proc.kill()
+    wait(lambda: agreed_leader(survivors) not in ("", leader), 3 * ELECTION_BOUND + 5,
+         "a new leader after kill -9")
+    failover = time.monotonic() - t0
+    log.info("kill -9 of the leader: new leader agreed after %.2fs", failover)
+    for i in range(30, 60):
+        s = survivors[i % 2]
+        assert put(s, f"k/{i}", f"v{i}")
+        acked[f"k/{i}"] = f"v{i}"
+
+    # restart the victim, then kill -9 everyone and restart everyone
+    victim.start()
+    wait(lambda: agreed_leader(cluster), 30, "leader after the victim restarted")
+    for s in cluster:
+        s.proc.kill()
+    for s in cluster:
+        s.start()
+    took = wait(lambda: agreed_leader(cluster), 30, "leader after restarting all")
+    log.info("all three restarted: leader after %.2fs", took)
+    for s in cluster:
+        for key, value in acked.items():
+            status, body, headers = s.proc.get(f"/v1/kv/{key}?consistent")
+            assert status == 200, (s.name, key, status, body)
+            got = json.loads(body)[0]
+            assert base64.b64decode(got["Value"]).decode() == value
+            assert int(headers["X-Consul-Index"]) >= got["ModifyIndex"]
