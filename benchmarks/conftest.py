@@ -3,8 +3,10 @@ from benchmarks.summary import gossip_lines, rpc_lines
 
 
 def pytest_terminal_summary(terminalreporter):
+    from benchmarks.bench_raft import raft_lines
     for title, lines in (("Isthmus ratios (server CPU per call, medians)", rpc_lines()),
-                         ("Isthmus vs serf agents (medians)", gossip_lines())):
+                         ("Isthmus vs serf agents (medians)", gossip_lines()),
+                         ("Isthmus Raft vs pysyncobj 0.3.17 (3 nodes, medians)", raft_lines())):
         if lines:
             terminalreporter.section(title)
             for line in lines:
