@@ -25,16 +25,17 @@ ELECTION_BOUND = 2.0
 
 
 class Server:
-    def __init__(self, i: int, tmp: str, join: str | None) -> None:
+    def __init__(self, i: int, tmp: str, join: str | None, expect: int = 3) -> None:
         self.host = f"127.0.0.{i + 1}"
         self.name = f"s{i + 1}"
         self.data = os.path.join(tmp, self.name)
         self.ports = {p: free_port(self.host) for p in ("http", "server", "serf-lan", "serf-wan")}
         self.join = join
+        self.expect = expect
         self.proc: AgentProc | None = None
 
     def start(self) -> None:
-        args = ["-server", "-bootstrap-expect", "3", "-node", self.name, "-bind", self.host,
+        args = ["-server", "-bootstrap-expect", str(self.expect), "-node", self.name, "-bind", self.host,
                 "-client", self.host, "-data-dir", self.data, "-log-level", "debug"]
         for p, port in self.ports.items():
             args += [f"-{p}-port", str(port)]
