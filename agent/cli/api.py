@@ -94,5 +94,5 @@ class APIClient:
             raise APIError(f"Unexpected response code: {exc.code} ({text})", exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise APIError(f"Get \"{url}\": {reason}") from None
+            raise APIError(f"{method.title()} \"{url}\": {reason}") from None
         return raw

@@ -25,13 +25,15 @@ ELECTION_BOUND = 2.0
 
 
 class Server:
-    def __init__(self, i: int, tmp: str, join: str | None, expect: int = 3) -> None:
+    def __init__(self, i: int, tmp: str, join: str | None, expect: int = 3,
+                 extra: tuple[str, ...] = ()) -> None:
         self.host = f"127.0.0.{i + 1}"
         self.name = f"s{i + 1}"
         self.data = os.path.join(tmp, self.name)
         self.ports = {p: free_port(self.host) for p in ("http", "server", "serf-lan", "serf-wan")}
         self.join = join
         self.expect = expect
+        self.extra = list(extra)
         self.proc: AgentProc | None = None
 
     def start(self) -> None:
@@ -41,6 +43,7 @@ class Server:
             args += [f"-{p}-port", str(port)]
         if self.join:
             args += ["-retry-join", self.join, "-retry-interval", "1s"]
+        args += self.extra
         self.proc = AgentProc(*args, host=self.host)
         self.proc.wait_ready(60)
 
@@ -137,3 +140,71 @@ def test_bootstrap_expect_failover_and_restart_keep_acknowledged_writes(cluster)
             got = json.loads(body)[0]
             assert base64.b64decode(got["Value"]).decode() == value
             assert int(headers["X-Consul-Index"]) >= got["ModifyIndex"]
+
+
+def test_raft_runs_inside_mutual_tls(tmp_path):
+    """With verify_incoming, Raft streams (byte 1) travel inside TLS (byte 3 first) between
+    servers holding certificates of the datacenter's CA."""
+    from .test_rpc_tls import make_pki
+    certs = make_pki(tmp_path / "ca", *[("server", "dc1")] * 3)
+    ca = str(tmp_path / "ca" / "consul-agent-ca.pem")
+    servers: list[Server] = []
+    for i, (cert, key) in enumerate(certs):
+        cfg = tmp_path / f"tls{i}.json"
+        cfg.write_text(json.dumps({"tls": {"defaults": {
+            "ca_file": ca, "cert_file": cert, "key_file": key, "verify_incoming": True,
+            "verify_outgoing": True}, "internal_rpc": {"verify_server_hostname": True}}}))
+        join = f"{servers[0].host}:{servers[0].ports['serf-lan']}" if servers else None
+        servers.append(Server(i, str(tmp_path), join, extra=("-config-file", str(cfg))))
+    try:
+        for s in servers:
+            s.start()
+        took = wait(lambda: agreed_leader(servers), 30, "one agreed leader over TLS")
+        log.info("TLS: agreed leader after %.2fs", took)
+        assert put(servers[1], "tls/k", "v")
+        for s in servers:
+            status, body, _ = s.proc.get("/v1/kv/tls/k?consistent")
+            assert status == 200 and base64.b64decode(json.loads(body)[0]["Value"]) == b"v"
+    finally:
+        for s in servers:
+            if s.proc is not None:
+                s.proc.kill()
+
+
+def test_operator_raft_commands_and_dead_server_cleanup(cluster):
+    from .procs import isthmus
+    for s in cluster:
+        s.start()
+    wait(lambda: agreed_leader(cluster), 30, "one agreed leader")
+    env = {"CONSUL_HTTP_ADDR": f"{cluster[0].host}:{cluster[0].ports['http']}"}
+    out = isthmus("operator", "raft", "list-peers", env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["Node", "ID", "Address", "State", "Voter", "RaftProtocol",
+                                "Commit", "Index", "Trails", "Leader", "By"]
+    assert len(lines) == 4 and sum(" leader " in ln for ln in lines) == 1
+    assert {ln.split()[0] for ln in lines[1:]} == {"s1", "s2", "s3"}
+
+    # transfer leadership to a chosen follower
+    conf = json.loads(cluster[0].proc.get("/v1/operator/raft/configuration")[1])
+    follower = next(sv for sv in conf["Servers"] if not sv["Leader"])
+    out = isthmus("operator", "raft", "transfer-leader", f"-id={follower['ID']}", env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "Success", out.stderr
+    wait(lambda: agreed_leader(cluster) == follower["Address"], 10, "the transferee leads")
+
+    # a killed follower is failed in gossip, then removed by the leader (cleanup_dead_servers)
+    leader = agreed_leader(cluster)
+    victim = next(sv for sv in cluster if sv.rpc != leader)
+    victim.proc.kill()
+    live = [sv for sv in cluster if sv is not victim]
+    took = wait(lambda: victim.rpc not in json.loads(live[0].proc.get("/v1/status/peers")[1]),
+                60, "the dead server removed from the peers")
+    log.info("dead server removed from the Raft configuration %.1fs after kill -9", took)
+    assert put(live[0], "after/cleanup", "ok")
+
+    # remove-peer: an unknown id is a clear error, no state changed
+    env = {"CONSUL_HTTP_ADDR": f"{live[0].host}:{live[0].ports['http']}"}
+    out = isthmus("operator", "raft", "remove-peer", "-id=nope", env=env)
+    assert out.returncode == 1 and "was not found" in out.stderr
+    out = isthmus("operator", "raft", "remove-peer", env=env)
+    assert out.returncode == 1 and "Must specify either -id or -address" in out.stderr
