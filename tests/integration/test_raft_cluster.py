@@ -208,3 +208,47 @@ def test_operator_raft_commands_and_dead_server_cleanup(cluster):
     assert out.returncode == 1 and "was not found" in out.stderr
     out = isthmus("operator", "raft", "remove-peer", env=env)
     assert out.returncode == 1 and "Must specify either -id or -address" in out.stderr
+
+
+def test_snapshots_compaction_and_install_on_a_lagging_server(tmp_path):
+    """With a small raft_snapshot_threshold the servers snapshot and compact; a server that
+    was down while the log moved past the leader's trailing logs catches up by snapshot,
+    and a full restart recovers from snapshot + log."""
+    cfg = tmp_path / "snap.json"
+    cfg.write_text(json.dumps({"raft_snapshot_threshold": 64, "raft_trailing_logs": 16}))
+    first = Server(0, str(tmp_path), None, extra=("-config-file", str(cfg)))
+    join = f"{first.host}:{first.ports['serf-lan']}"
+    servers = [first] + [Server(i, str(tmp_path), join, extra=("-config-file", str(cfg)))
+                         for i in (1, 2)]
+    try:
+        for s in servers:
+            s.start()
+        wait(lambda: agreed_leader(servers), 30, "one agreed leader")
+        leader = next(s for s in servers if s.rpc == agreed_leader(servers))
+        lagging = next(s for s in servers if s is not leader)
+        lagging.proc.kill()
+        live = [s for s in servers if s is not lagging]
+        for i in range(300):
+            assert put(live[i % 2], f"snap/{i}", str(i)), i
+        snaps = list((tmp_path / leader.name / "raft").glob("snap-*.snap"))
+        assert snaps, "the leader took no snapshot"
+        lagging.start()
+        status_ok = lambda: lagging.proc.get("/v1/kv/snap/299?stale")[0] == 200  # noqa: E731
+        took = wait(status_ok, 30, "the lagging server caught up")
+        log.info("lagging server caught up %.2fs after restart", took)
+        assert list((tmp_path / lagging.name / "raft").glob("snap-*.snap")), \
+            "the lagging server caught up without installing a snapshot"
+        for s in servers:
+            s.proc.kill()
+        for s in servers:
+            s.start()
+        wait(lambda: agreed_leader(servers), 30, "a leader after restarting all")
+        def all_300(s: Server) -> bool:
+            status, body, _ = s.proc.get("/v1/kv/snap/?recurse&stale")
+            return status == 200 and len(json.loads(body)) == 300
+        for s in servers:
+            wait(lambda s=s: all_300(s), 30, f"{s.name} holds all 300 keys after the restart")
+    finally:
+        for s in servers:
+            if s.proc is not None:
+                s.proc.kill()
