@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
+import socket
 import random
 from typing import Any
 
@@ -53,10 +55,34 @@ def parse_join_address(text: str, default_port: int) -> Addr:
     elif text.count(":") == 1:
         host, p = text.split(":")
         port = int(p)
-    ipaddress.ip_address(host)            # names would need DNS: not supported (yet)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(host):     # a DNS name, resolved when joining
+            raise ValueError(f"not an IP address or host name: {host!r}") from None
     if not 0 < port < 65536:
         raise ValueError(f"invalid port {port}")
     return host, port
+
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
+async def resolve_join_address(host: str, port: int) -> list[Addr]:
+    """Every address a join target names: an IP as is, a host name's IPs (memberlist joins
+    each address a name resolves to)."""
+    try:
+        ipaddress.ip_address(host)
+        return [(host, port)]
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    out: list[Addr] = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and (sockaddr[0], port) not in out:
+            out.append((sockaddr[0], port))
+    return out
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -350,9 +376,12 @@ class GossipPool:
         targets, errors = [], []
         for a in addrs:
             try:
-                targets.append(parse_join_address(a, self.port))
+                host, port = parse_join_address(a, self.port)
+                targets += await resolve_join_address(host, port)
             except ValueError as exc:
                 errors.append(f"{a}: {exc}")
+            except OSError as exc:                  # socket.gaierror: the name did not resolve
+                errors.append(f"Failed to resolve {a}: {exc.strerror or exc}")
         if not targets:
             return 0, errors
         loop = asyncio.get_running_loop()
