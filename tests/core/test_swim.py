@@ -980,3 +980,52 @@ def test_next_deadline_and_late_ticks():
     assert 0.0 <= d0 < 1.0
     n.tick(d0 + 10.5)               # a late caller: missed probe ticks are dropped
     assert n.drain().next_deadline == pytest.approx(d0 + 11.0)
+
+
+# ------------------------------------------------------------------ encryption migration
+
+def _pair_probe(x_kw: dict, y_kw: dict) -> bool:
+    """x probes y once over a lossless 'network'; True when x got y's ack."""
+    from dataclasses import replace
+
+    from _core.keyring import Keyring
+    ring = Keyring([bytes(range(32))])
+    nonce = random.Random(5).randbytes
+    nodes = {}
+    for name, ip, kw in (("x", ip_of(1), x_kw), ("y", ip_of(2), y_kw)):
+        cfg = replace(GossipConfig(gossip_interval=0.0, push_pull_interval=0.0),
+                      gossip_verify_incoming=kw.get("incoming", True),
+                      gossip_verify_outgoing=kw.get("outgoing", True))
+        keyed = kw.get("key", False)
+        nodes[ip] = SwimNode(cfg, name, raw(ip), PORT, random.Random(1), 0.0, None,
+                             ring if keyed else None, nonce if keyed else None)
+    x, y = nodes[ip_of(1)], nodes[ip_of(2)]
+    x.seed_members([m.PushNodeState("y", raw(ip_of(2)), PORT, b"", 1, STATE_ALIVE, VSN)], 0.0)
+    t = 0.0
+    while t < 3.0 and x.stats.acks == 0:
+        t += 0.05
+        for n in (x, y):
+            n.tick(t)
+        for src, n in ((ip_of(1), x), (ip_of(2), y)):
+            for (ip, _), data in n.drain().packets:
+                if ip in nodes:
+                    nodes[ip].step_packet(data, (src, PORT), t)
+    return x.stats.acks > 0
+
+
+PLAIN = {}
+STEP1 = {"key": True, "incoming": False, "outgoing": False}   # key installed, nothing enforced
+STEP2 = {"key": True, "incoming": False, "outgoing": True}    # sending encrypted
+STEP3 = {"key": True, "incoming": True, "outgoing": True}     # plaintext refused
+
+
+@pytest.mark.parametrize("a,b", [(PLAIN, STEP1), (STEP1, STEP2), (STEP2, STEP3)])
+def test_encryption_can_be_rolled_out_live(a, b):
+    """Consul's procedure (encrypt_verify_incoming/outgoing): agents in adjacent steps of the
+    rollout keep probing each other successfully, both ways."""
+    assert _pair_probe(a, b) and _pair_probe(b, a)
+
+
+def test_enforced_encryption_and_plaintext_do_not_mix():
+    assert not _pair_probe(PLAIN, STEP3) and not _pair_probe(STEP3, PLAIN)
+    assert not _pair_probe(PLAIN, STEP2)           # STEP2 sends encrypted: plaintext can't read
