@@ -186,10 +186,12 @@ class Consensus:
     async def _reconcile_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            # woken by member and leadership events, `_again`, or every RECONCILE_INTERVAL
+            periodic = loop.call_later(RECONCILE_INTERVAL, self._reconcile_wakeup.set)
             try:
-                await asyncio.wait_for(self._reconcile_wakeup.wait(), RECONCILE_INTERVAL)
-            except TimeoutError:
-                pass
+                await self._reconcile_wakeup.wait()
+            finally:
+                periodic.cancel()
             self._reconcile_wakeup.clear()
             node = self.node
             if node is None or not node.is_leader:
