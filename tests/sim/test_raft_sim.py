@@ -264,4 +264,5 @@ def test_harness_catches_reads_served_without_a_quorum_round(monkeypatch):
 
     monkeypatch.setattr(raft_core.RaftCore, "read_index", read_index)
     with pytest.raises(AssertionError, match="not linearizable"):
-        random_nemesis_run(13, 2000, n=3)
+        for seed in range(1, 60):       # about one seed in seven catches it
+            random_nemesis_run(seed, 2000, n=3)
