@@ -62,7 +62,7 @@ class Consensus:
         self.node = node = RaftNode(id=agent.node_id, address=agent.rpc_advertise, fsm=self.store,
                                     transport=transport,
                                     data_dir=None if cfg.dev_mode else cfg.data_dir,
-                                    options=opts, resolve=self._lan_address)
+                                    options=opts)
         node.start()
         node.listeners.append(self._on_role)
         if (cfg.dev_mode or cfg.bootstrap) and not node.bootstrapped:
@@ -116,14 +116,6 @@ class Consensus:
                 continue
             out.append((m, Server(t["id"], f"{m.addr}:{t['port']}", True)))
         return out
-
-    def _lan_address(self, server_id: str) -> str | None:
-        """The RPC address the LAN pool advertises for a server ID (Raft reaches servers
-        outside its configuration this way: a new server answering its first leader)."""
-        for _, s in self._lan_servers():
-            if s.id == server_id:
-                return s.address
-        return None
 
     def _on_member_event(self, ev: Any) -> None:
         if isinstance(ev, MemberEvent) and ev.member.tags.get("role") == "consul":

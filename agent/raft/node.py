@@ -21,7 +21,8 @@ from typing import Any, Callable, Protocol
 
 from .. import log
 from ..errors import IsthmusError
-from .core import NotLeader, RaftConfig, RaftCore, Restored
+from .core import (ConfChangeRejected, NotLeader, ProposalDropped, RaftConfig, RaftCore,
+                   Restored)
 from .messages import (ENTRY_NORMAL, LEADER, MSG_APP, MSG_HEARTBEAT, MSG_SNAP, Entry, Message,
                        Server, SnapshotMeta)
 from .transport import RaftTransport
@@ -81,8 +82,7 @@ class RaftNode:
 
     def __init__(self, *, id: str, address: str, fsm: StateMachine, transport: RaftTransport,
                  data_dir: str | None, options: RaftOptions | None = None,
-                 config: RaftConfig | None = None, rng: random.Random | None = None,
-                 resolve: Callable[[str], str | None] | None = None) -> None:
+                 config: RaftConfig | None = None, rng: random.Random | None = None) -> None:
         self.id = id
         self.address = address
         self.fsm = fsm
@@ -95,9 +95,6 @@ class RaftNode:
         self.core: RaftCore | None = None
         self.applied = 0
         self._addresses: dict[str, tuple[str, int]] = {}
-        # addresses of servers outside our configuration (a node not yet bootstrapped must
-        # still answer the first leader's votes and appends): id -> "ip:port" or None
-        self._resolve = resolve or (lambda id_: None)
         self._config_seen: tuple[Server, ...] | None = None
         self._proposals: dict[int, tuple[int, asyncio.Future]] = {}   # index -> (term, future)
         self._reads: dict[bytes, asyncio.Future] = {}                  # ctx -> future (read index)
@@ -133,6 +130,7 @@ class RaftNode:
             self._durable_vote = (rec.hard_state.term, rec.hard_state.vote)
         self.core = RaftCore(self.config, self.id, self._rng, restored)
         self._learn_configuration()
+        self.transport.identify(self.id, self.address)
         self.transport.on_message = self.receive
         self.transport.on_unreachable = self._unreachable
         self._ticker = self._loop.call_later(self.options.tick_interval, self._tick)
@@ -224,6 +222,8 @@ class RaftNode:
             index, term = self.core.propose(data)
         except NotLeader:
             raise self._not_leader() from None
+        except ProposalDropped as exc:          # leadership transfer under way, size limit
+            raise RaftError(f"proposal dropped: {exc}") from None
         fut = self._loop.create_future()
         self._proposals[index] = (term, fut)
         self._schedule()
@@ -253,6 +253,8 @@ class RaftNode:
             index, term = self.core.propose_conf_change(tuple(servers))
         except NotLeader:
             raise self._not_leader() from None
+        except (ConfChangeRejected, ProposalDropped) as exc:
+            raise RaftError(str(exc)) from None
         fut = self._loop.create_future()
         self._proposals[index] = (term, fut)
         self._schedule()
@@ -350,7 +352,8 @@ class RaftNode:
     def _send(self, msg: Message) -> None:
         addr = self._addresses.get(msg.to)
         if addr is None:
-            other = self._resolve(msg.to)
+            # outside our configuration (we are new, or it is): where its hello said it is
+            other = self.transport.learned.get(msg.to)
             if not other:
                 return
             addr = _split(other)

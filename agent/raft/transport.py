@@ -3,7 +3,9 @@
 
 Each server dials one outgoing stream per peer and only writes on it; what it receives
 arrives on the streams its peers dialed. A frame is a 4-byte big-endian length and one
-`messages.encode_message` body. Raft tolerates loss, so the transport never blocks: a peer
+`messages.encode_message` body; the first frame of a stream is a hello, msgpack
+[server ID, RPC address], so a server can answer one that is not (yet) in its
+configuration (a new server answering the leader that adds it). Raft tolerates loss, so the transport never blocks: a peer
 that is unreachable, or whose stream is backed up, loses the message and the core is told
 (`on_unreachable`), which moves that follower back to probing.
 """
@@ -13,6 +15,8 @@ import asyncio
 import ssl
 import struct
 from typing import Callable
+
+import msgpack
 
 from _core.errors import DecodeError
 
@@ -34,12 +38,30 @@ def frame(msg: Message) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
+def hello_frame(id: str, address: str) -> bytes:
+    body = msgpack.packb([id, address])
+    return _LEN.pack(len(body)) + body
+
+
+def decode_hello(body: bytes) -> tuple[str, str]:
+    try:
+        raw = msgpack.unpackb(body)
+    except Exception as exc:
+        raise DecodeError(f"bad raft hello: {exc}") from None
+    if (not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], str)
+            or not isinstance(raw[1], str) or not raw[1].rpartition(":")[2].isdigit()):
+        raise DecodeError("bad raft hello")
+    return raw[0], raw[1]
+
+
 class FrameReader:
-    """Incremental decoder of length-prefixed Raft frames (DecodeError on garbage)."""
+    """Incremental decoder of length-prefixed Raft frames (DecodeError on garbage); the
+    first frame is the stream's hello, kept in `hello`."""
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
         self._max = max_frame
+        self.hello: tuple[str, str] | None = None
 
     def feed(self, data: bytes) -> list[Message]:
         buf = self._buf
@@ -53,7 +75,11 @@ class FrameReader:
                 raise DecodeError(f"raft frame of {size} bytes exceeds {self._max}", pos)
             if n - pos - 4 < size:
                 break
-            out.append(decode_message(bytes(buf[pos + 4:pos + 4 + size])))
+            body = bytes(buf[pos + 4:pos + 4 + size])
+            if self.hello is None:
+                self.hello = decode_hello(body)
+            else:
+                out.append(decode_message(body))
             pos += 4 + size
         if pos:
             del buf[:pos]
@@ -81,6 +107,9 @@ class _Inbound(asyncio.Protocol):
             _log.warning("malformed raft stream, closing: %s peer=%s:%s", exc, *self._peer[:2])
             self._tr.abort()
             return
+        hello = self._reader.hello
+        if hello is not None and self._owner.learned.get(hello[0]) != hello[1]:
+            self._owner.learned[hello[0]] = hello[1]
         deliver = self._owner.on_message
         for msg in msgs:
             deliver(msg)
@@ -150,6 +179,7 @@ class _Peer:
             tr.close()
             return
         self.tr, self.proto = tr, proto
+        tr.write(owner.hello)
         if self.pending:
             tr.write(b"".join(self.pending))
         self.pending, self.pending_ids, self.pending_bytes = [], set(), 0
@@ -177,8 +207,14 @@ class RaftTransport:
         self.on_message: Callable[[Message], None] = lambda msg: None
         self.on_unreachable: Callable[[str], None] = lambda id_: None
         self.closed = False
+        self.hello = b""                    # set by identify()
+        self.learned: dict[str, str] = {}   # server ID -> RPC address, from peers' hellos
         self._peers: dict[tuple[str, int], _Peer] = {}
         self.stats = {"sent": 0, "dropped": 0, "dial_failures": 0, "malformed": 0}
+
+    def identify(self, id: str, address: str) -> None:
+        """Who we are: sent as the hello of every stream we dial."""
+        self.hello = hello_frame(id, address)
 
     def stream_factory(self, peer: tuple, tls: bool, release: Callable[[], None]) -> asyncio.Protocol:
         """For `RPCServer.register_stream(RPC_RAFT, ...)`."""

@@ -6,7 +6,9 @@ import pytest
 from _core.errors import DecodeError
 from agent.raft.messages import (ENTRY_CONFIG, MSG_APP, MSG_SNAP, Entry, Message, Server,
                                  SnapshotMeta, decode_message, encode_configuration)
-from agent.raft.transport import FrameReader, frame
+from agent.raft.transport import FrameReader, frame, hello_frame
+
+HELLO = hello_frame("s1", "127.0.0.1:8300")
 
 
 def sample() -> list[Message]:
@@ -23,8 +25,9 @@ def sample() -> list[Message]:
 
 def test_frames_decode_whole_and_split_at_every_offset():
     msgs = sample()
-    stream = b"".join(frame(m) for m in msgs)
-    assert FrameReader().feed(stream) == msgs
+    stream = HELLO + b"".join(frame(m) for m in msgs)
+    r = FrameReader()
+    assert r.feed(stream) == msgs and r.hello == ("s1", "127.0.0.1:8300")
     for cut in range(len(stream) + 1):
         r = FrameReader()
         assert r.feed(stream[:cut]) + r.feed(stream[cut:]) == msgs
@@ -34,16 +37,18 @@ def test_byte_by_byte():
     msgs = sample()
     r = FrameReader()
     got = []
-    for b in b"".join(frame(m) for m in msgs):
+    for b in HELLO + b"".join(frame(m) for m in msgs):
         got += r.feed(bytes((b,)))
     assert got == msgs
 
 
 def test_oversized_frame_and_garbage_are_refused():
     with pytest.raises(DecodeError):
-        FrameReader(max_frame=100).feed(frame(sample()[1]))
+        FrameReader(max_frame=100).feed(HELLO + frame(sample()[1]))
     with pytest.raises(DecodeError):
-        FrameReader().feed(b"\x00\x00\x00\x03abc")
+        FrameReader().feed(HELLO + b"\x00\x00\x00\x03abc")
+    with pytest.raises(DecodeError):                    # a stream must open with a hello
+        FrameReader().feed(frame(sample()[0]))
     with pytest.raises(DecodeError):
         decode_message(b"\x93\x01\x02\x03")
 
