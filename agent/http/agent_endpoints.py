@@ -42,6 +42,17 @@ def _self_member(agent: "Agent") -> dict:
             "Tags": lan_tags(cfg, agent.node_id), "Status": 1, **MEMBER_PROTOCOL}
 
 
+def _server_stats(agent: "Agent") -> dict:
+    """Consul's `consul` and `raft` stats blocks, on servers."""
+    node = agent.consensus.node if agent.consensus is not None else None
+    if node is None:
+        return {}
+    return {"consul": {"server": "true", "bootstrap": str(agent.config.bootstrap).lower(),
+                       "leader": str(node.is_leader).lower(),
+                       "leader_addr": node.leader_address, "known_datacenters": "1"},
+            "raft": node.info()}
+
+
 def self_info(agent: "Agent") -> dict:
     """The body of GET /v1/agent/self in Consul's shape (Config, DebugConfig, Coord, Member, Stats, Meta)."""
     cfg = agent.config
@@ -104,6 +115,7 @@ def self_info(agent: "Agent") -> dict:
                         "implementation": platform.python_implementation(),
                         "max_rss_kb": str(ru.ru_maxrss),
                         "tasks": str(len(asyncio.all_tasks()))},
+            **_server_stats(agent),
         },
         "Meta": dict(cfg.node_meta),
     }

@@ -245,7 +245,8 @@ class RaftCore:
         st = {"id": self.id, "term": self.term, "vote": self.vote, "commit": self._log.committed,
               "applied": self._log.applied, "role": self.role, "leader": self._lead,
               "lead_transferee": self._lead_transferee, "first_index": self.first_index,
-              "last_index": self.last_index, "stable": self._log.stable}
+              "last_index": self.last_index, "stable": self._log.stable,
+              "last_log_term": self._log.term(self.last_index) or 0}
         if self.role == LEADER:
             st["progress"] = {pid: pr.as_dict() for pid, pr in self._prs.items()}
         return st

@@ -182,6 +182,26 @@ class RaftNode:
     def configuration(self) -> tuple[Server, ...]:
         return self.core.configuration()
 
+    def info(self) -> dict[str, str]:
+        """Consul's `raft` stats block (`isthmus info`, /v1/agent/self): strings."""
+        core = self.core
+        snap = self._snapshot[0] if self._snapshot else None
+        conf = core.configuration()
+        return {
+            "applied_index": str(self.applied), "commit_index": str(core.commit),
+            "fsm_pending": "0", "last_contact": "0" if self.is_leader else
+            (f"{self.last_contact_ms()}ms" if self.leader_id else "never"),
+            "last_log_index": str(core.last_index),
+            "last_log_term": str(core.status().get("last_log_term", 0)),
+            "last_snapshot_index": str(snap.index if snap else 0),
+            "last_snapshot_term": str(snap.term if snap else 0),
+            "latest_configuration": "[" + ", ".join(
+                "{Suffrage:%s ID:%s Address:%s}" % ("Voter" if s.voter else "Nonvoter", s.id,
+                                                    s.address) for s in conf) + "]",
+            "num_peers": str(max(0, sum(1 for s in conf if s.voter) - 1)),
+            "protocol_version": "3", "state": core.role.capitalize().replace("-", ""),
+            "term": str(core.term)}
+
     def voters(self) -> list[str]:
         """RPC addresses of the voters (Status.Peers)."""
         return [s.address for s in self.core.configuration() if s.voter]
