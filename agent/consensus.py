@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import TYPE_CHECKING, Any
 
 from . import log
@@ -20,6 +21,7 @@ from .errors import IsthmusError, RPCError
 from .raft.messages import Server
 from .raft.node import NoLeader, NotLeaderError, RaftNode, RaftOptions
 from .raft.transport import RaftTransport
+from .rpc.blocking import Notifier
 from .rpc.server import RPC_RAFT
 from .serf.core import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT, MemberEvent
 from .state.store import Store
@@ -40,6 +42,8 @@ class Consensus:
     def __init__(self, agent: "Agent") -> None:
         self.agent = agent
         self.store = Store()
+        self.notifier = Notifier()          # blocking queries, woken by applied writes
+        self.rng = random.Random()          # blocking-query jitter
         self.node: RaftNode | None = None
         self._expect = agent.config.bootstrap_expect
         self._tasks: set[asyncio.Task] = set()
@@ -65,6 +69,7 @@ class Consensus:
                                     options=opts)
         node.start()
         node.listeners.append(self._on_role)
+        node.applied_listeners.append(lambda: self.notifier.notify(self.store.drain_changed()))
         if (cfg.dev_mode or cfg.bootstrap) and not node.bootstrapped:
             node.bootstrap([Server(agent.node_id, agent.rpc_advertise, True)])
         if self._single_voter():

@@ -9,31 +9,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .errors import HTTPError, bad_request
+from .query import flag as _flag
+from .query import meta_headers, query_options
 
 if TYPE_CHECKING:
     from ..agent import Agent
 
 MAX_VALUE_SIZE = 512 * 1024     # Consul's limits.kv_max_value_size
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    """Consul counts query flags by presence (`?recurse`, `?recurse=`, `?recurse=true`)."""
-    return name in request.query
-
-
-def query_options(agent: "Agent", request: web.Request) -> dict:
-    """Consul's QueryOptions + Datacenter from the query string."""
-    stale, consistent = _flag(request, "stale"), _flag(request, "consistent")
-    if stale and consistent:
-        raise bad_request("Cannot specify ?stale with ?consistent, conflicting semantics.")
-    return {"Datacenter": request.query.get("dc") or agent.config.datacenter,
-            "AllowStale": stale, "RequireConsistent": consistent}
-
-
-def meta_headers(reply: dict) -> dict:
-    return {"X-Consul-Index": str(reply.get("Index", 0)),
-            "X-Consul-KnownLeader": "true" if reply.get("KnownLeader") else "false",
-            "X-Consul-LastContact": str(reply.get("LastContact", 0))}
 
 
 def _uint(request: web.Request, name: str) -> int:

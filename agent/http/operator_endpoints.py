@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .errors import bad_request
-from .kv_endpoints import query_options
+from .query import query_options
 
 if TYPE_CHECKING:
     from ..agent import Agent

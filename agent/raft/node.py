@@ -108,6 +108,7 @@ class RaftNode:
         self.leader_id = ""
         self.last_contact = 0.0             # loop time a message from the leader last arrived
         self.listeners: list[Callable[[str, str], None]] = []   # (leader_id, role) on change
+        self.applied_listeners: list[Callable[[], None]] = []   # after each applied batch
         self._retry: asyncio.TimerHandle | None = None
         self._durable_vote: tuple[int, str] = (0, "")   # (term, vote) known to be on disk
         self.stats = {"readies": 0, "syncs": 0, "applied": 0, "snapshots": 0, "storage_errors": 0}
@@ -355,6 +356,8 @@ class RaftNode:
                 self._send(msg)
             if rd.committed:
                 self._apply_committed(rd.committed)
+                for fn in self.applied_listeners:
+                    fn()
             for rs in rd.read_states:
                 fut = self._reads.pop(rs.context, None)
                 if fut is not None and not fut.done():
@@ -454,6 +457,8 @@ class RaftNode:
         self.applied = meta.index
         self._snapshot = (meta, data)
         self.stats["snapshots"] += 1
+        for fn in self.applied_listeners:
+            fn()
 
     def _maybe_snapshot(self) -> None:
         opts = self.options

@@ -8,9 +8,11 @@ carry `Index`, `KnownLeader` and `LastContact` (ms since the leader was last hea
 """
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ..errors import IsthmusError
+from .blocking import wait_time
 
 if TYPE_CHECKING:
     from ..consensus import Consensus
@@ -39,15 +41,29 @@ async def write(consensus: "Consensus", method: str, body: dict,
 
 
 async def read(consensus: "Consensus", method: str, body: dict,
-               local: Callable[[], dict]) -> dict:
-    """`local()` → reply dict, on the server the request's consistency mode picks."""
+               local: Callable[[], dict], tables: tuple[str, ...] = ()) -> dict:
+    """`local()` → reply dict with "Index", on the server the request's consistency mode
+    picks. With `MinQueryIndex` (and `tables`, the tables `local` reads) it is a blocking
+    query: it returns once the index passes MinQueryIndex or `MaxQueryTime` (seconds;
+    default 5 min, at most 10, plus up to 1/16 jitter) runs out, as Consul's blockingQuery."""
     stale = bool(body.get("AllowStale"))
     node = consensus.node
     if not stale and consensus.not_leader():
         return await consensus.forward_to_leader(method, body)
+    min_index = body.get("MinQueryIndex") or 0
     if body.get("RequireConsistent"):
         await node.consistent_read()
     reply = local()
+    if min_index > 0 and tables:
+        loop = asyncio.get_running_loop()
+        wait = wait_time(float(body.get("MaxQueryTime") or 0))
+        deadline = loop.time() + wait + consensus.rng.random() * wait / 16
+        while reply["Index"] <= min_index and loop.time() < deadline:
+            await consensus.notifier.wait(tables, deadline - loop.time())
+            if body.get("RequireConsistent"):
+                await node.consistent_read()
+            reply = local()
+    reply["Index"] = max(1, reply["Index"])
     reply["KnownLeader"] = bool(node.leader_id)
     reply["LastContact"] = node.last_contact_ms()
     return reply

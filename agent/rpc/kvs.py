@@ -60,7 +60,7 @@ def register_kvs(registry: Registry, datacenter: str, consensus: "Consensus") ->
         def local() -> dict:
             ent = store.kv_get(key)
             return {"Entries": [ent.as_api()] if ent else None, "Index": store.indexes["kvs"]}
-        return await read(consensus, "KVS.Get", body, local)
+        return await read(consensus, "KVS.Get", body, local, ("kvs",))
 
     async def list_(body: Any, ctx: CallContext) -> dict:
         check_dc(body, datacenter)
@@ -69,7 +69,7 @@ def register_kvs(registry: Registry, datacenter: str, consensus: "Consensus") ->
         def local() -> dict:
             ents = [e.as_api() for e in store.kv_list(prefix)]
             return {"Entries": ents or None, "Index": store.indexes["kvs"]}
-        return await read(consensus, "KVS.List", body, local)
+        return await read(consensus, "KVS.List", body, local, ("kvs",))
 
     async def list_keys(body: Any, ctx: CallContext) -> dict:
         check_dc(body, datacenter)
@@ -87,7 +87,7 @@ def register_kvs(registry: Registry, datacenter: str, consensus: "Consensus") ->
                 if not keys or keys[-1] != k:
                     keys.append(k)
             return {"Keys": keys, "Index": store.indexes["kvs"]}
-        return await read(consensus, "KVS.ListKeys", body, local)
+        return await read(consensus, "KVS.ListKeys", body, local, ("kvs",))
 
     registry.register("KVS.Apply", apply)
     registry.register("KVS.Get", get)

@@ -9,7 +9,7 @@ read after a delete never reports an older index (Consul keeps tombstones for th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import msgpack
 
@@ -49,14 +49,51 @@ def kv_command(op: str, key: str, value: bytes = b"", flags: int = 0, cas: int =
     return bytes((KVS_REQUEST,)) + msgpack.packb([op, key, value, flags, cas])
 
 
+class Part(Protocol):
+    """A group of tables kept by its own module (catalog, sessions, ...): it registers its
+    command types with `Store.attach` and rides along in snapshots."""
+
+    def snapshot(self) -> Any: ...            # msgpack-able
+    def restore(self, data: Any) -> None: ...
+
+
 class Store:
-    """The tables. `apply(index, data)` is the Raft state machine's apply."""
+    """The tables. `apply(index, data)` is the Raft state machine's apply.
+
+    Every write records the tables it touched in `changed` (drained by the server after each
+    batch of applied entries, to wake blocking queries on those tables)."""
 
     def __init__(self) -> None:
         self.kv: dict[str, KVEntry] = {}
         self.indexes: dict[str, int] = {"kvs": 0}
         self.last_index = 0
+        self.changed: set[str] = set()
         self._appliers: dict[int, Callable[[int, Any], Any]] = {KVS_REQUEST: self._apply_kvs}
+        self._parts: dict[str, Part] = {}
+
+    def attach(self, name: str, part: Part, appliers: dict[int, Callable[[int, Any], Any]],
+               tables: tuple[str, ...]) -> None:
+        """Add a part: its command types, and the index names of its tables."""
+        for typ in appliers:
+            if typ in self._appliers:
+                raise ValueError(f"command type {typ} is taken")
+        self._appliers.update(appliers)
+        self._parts[name] = part
+        for t in tables:
+            self.indexes.setdefault(t, 0)
+
+    def bump(self, table: str, index: int) -> None:
+        """`table` changed at Raft index `index`."""
+        self.indexes[table] = index
+        self.changed.add(table)
+
+    def drain_changed(self) -> set[str]:
+        out, self.changed = self.changed, set()
+        return out
+
+    def max_index(self, *tables: str) -> int:
+        """The index a read of these tables reports (Consul's maxIndex; at least 1)."""
+        return max([1] + [self.indexes.get(t, 0) for t in tables])
 
     # ------------------------------------------------------------------ state machine
 
@@ -75,14 +112,19 @@ class Store:
     def snapshot(self) -> bytes:
         kv = [[e.key, e.value, e.flags, e.create_index, e.modify_index, e.lock_index, e.session]
               for e in self.kv.values()]
+        parts = {name: part.snapshot() for name, part in self._parts.items()}
         return msgpack.packb({"v": 1, "last_index": self.last_index, "indexes": self.indexes,
-                              "kv": kv})
+                              "kv": kv, "parts": parts})
 
     def restore(self, data: bytes) -> None:
         snap = msgpack.unpackb(data)
         self.kv = {row[0]: KVEntry(*row) for row in snap["kv"]}
-        self.indexes = dict(snap["indexes"])
+        self.indexes.update(snap["indexes"])
         self.last_index = snap["last_index"]
+        for name, part in self._parts.items():
+            if name in snap.get("parts", {}):
+                part.restore(snap["parts"][name])
+        self.changed = set(self.indexes)
 
     # ------------------------------------------------------------------ KV
 
@@ -102,7 +144,7 @@ class Store:
         if op == "delete":
             if cur is not None:
                 del kv[key]
-            self.indexes["kvs"] = index
+            self.bump("kvs", index)
             return True
         if op == "delete-cas":
             # as Consul's kvsDeleteCASTxn: a missing key counts as deleted
@@ -111,12 +153,12 @@ class Store:
             if cur.modify_index != cas:
                 return False
             del kv[key]
-            self.indexes["kvs"] = index
+            self.bump("kvs", index)
             return True
         if op == "delete-tree":
             for k in [k for k in kv if k.startswith(key)]:
                 del kv[k]
-            self.indexes["kvs"] = index
+            self.bump("kvs", index)
             return True
         return CommandError(f"Unknown KVS operation: {op}")
 
@@ -125,7 +167,7 @@ class Store:
             self.kv[key] = KVEntry(key, value, flags, index, index)
         else:
             cur.value, cur.flags, cur.modify_index = value, flags, index
-        self.indexes["kvs"] = index
+        self.bump("kvs", index)
 
     def kv_get(self, key: str) -> KVEntry | None:
         return self.kv.get(key)
