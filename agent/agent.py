@@ -18,6 +18,8 @@ from .tags import lan_tags
 from .tlsutil.context import client_context, outgoing_server_hostname, server_context
 
 _log = log.get("agent")
+# Server RPC endpoint modules (agent/rpc/<name>.py), each with register(registry, agent).
+SERVER_RPC_MODULES = ["kvs", "operator_raft"]
 LOCAL_CALL = CallContext(("local", 0), False)
 
 
@@ -144,10 +146,9 @@ class Agent:
         self.consensus.start()
         self.leadership = self.consensus
         register_status(self.registry, cfg.datacenter, self.leadership)
-        from .rpc.kvs import register_kvs
-        from .rpc.operator_raft import register_operator_raft
-        register_kvs(self.registry, cfg.datacenter, self.consensus)
-        register_operator_raft(self.registry, self)
+        import importlib
+        for name in SERVER_RPC_MODULES:
+            importlib.import_module(f"{__package__}.rpc.{name}").register(self.registry, self)
         _log.info("RPC server listening on %s:%d (TLS %s)", cfg.bind_addr, self.rpc_server.port,
                   "on" if tls.enabled else "off")
 

@@ -6,6 +6,7 @@ allowed", with Allow), 500 anything else with the error string as body.
 """
 from __future__ import annotations
 
+import importlib
 import json
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -13,14 +14,15 @@ from aiohttp import web
 
 from .. import log
 from ..errors import IsthmusError
-from . import (agent_endpoints, gossip_endpoints, kv_endpoints, operator_endpoints,
-               status_endpoints)
 from .errors import HTTPError
 
 if TYPE_CHECKING:
     from ..agent import Agent
 
 _log = log.get("http")
+# Endpoint modules (agent/http/<name>.py), each with ROUTES = {path: {method: fn}}.
+ROUTE_MODULES = ["agent_endpoints", "gossip_endpoints", "kv_endpoints", "operator_endpoints",
+                 "status_endpoints"]
 Endpoint = Callable[["Agent", web.Request], Awaitable[Any]]
 
 
@@ -50,8 +52,8 @@ class HTTPServer:
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
         self._routes: dict[str, dict[str, Endpoint]] = {}
-        for mod in (agent_endpoints, gossip_endpoints, kv_endpoints, operator_endpoints,
-                    status_endpoints):
+        for name in ROUTE_MODULES:
+            mod = importlib.import_module(f"{__package__}.{name}")
             for path, methods in mod.ROUTES.items():
                 for method, fn in methods.items():
                     self.route(method, path, fn)

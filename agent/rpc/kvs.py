@@ -9,7 +9,7 @@ from .consistency import check_dc, read, write
 from .registry import CallContext, Registry
 
 if TYPE_CHECKING:
-    from ..consensus import Consensus
+    from ..agent import Agent
 
 
 class BadRequest(IsthmusError):
@@ -30,7 +30,9 @@ def _str(body: dict, name: str) -> str:
     return v
 
 
-def register_kvs(registry: Registry, datacenter: str, consensus: "Consensus") -> None:
+def register(registry: Registry, agent: "Agent") -> None:
+    consensus = agent.consensus
+    datacenter = agent.config.datacenter
     store = consensus.store
 
     async def apply(body: Any, ctx: CallContext) -> bool:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from ..agent import Agent
 
 
-def register_operator_raft(registry: Registry, agent: "Agent") -> None:
+def register(registry: Registry, agent: "Agent") -> None:
     consensus = agent.consensus
     datacenter = agent.config.datacenter
 

@@ -70,6 +70,9 @@ class Store:
         self.changed: set[str] = set()
         self._appliers: dict[int, Callable[[int, Any], Any]] = {KVS_REQUEST: self._apply_kvs}
         self._parts: dict[str, Part] = {}
+        # (index, node, check_id, status) whenever a catalog health check changes or goes
+        # away (status "" = deleted): sessions tied to checks are invalidated from here
+        self.check_listeners: list[Callable[[int, str, str, str], None]] = []
 
     def attach(self, name: str, part: Part, appliers: dict[int, Callable[[int, Any], Any]],
                tables: tuple[str, ...]) -> None:
