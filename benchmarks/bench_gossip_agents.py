@@ -29,28 +29,14 @@ import uuid
 
 import pytest
 
+from benchmarks.procstat import cpu_seconds, rss_kib
 from benchmarks.summary import RESULTS
 
 SERF = os.environ.get("ISTHMUS_SERF") or shutil.which("serf") or os.path.expanduser(
     "~/.cache/isthmus-serf/bin/serf")
 IDLE_SECONDS = 10.0
 POLL = 0.1
-HZ = os.sysconf("SC_CLK_TCK")
 BARE_IMPORTS = "import asyncio, uvloop, msgpack, aiohttp, cryptography.hazmat.primitives.ciphers.aead"
-
-
-def _cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / HZ
-
-
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _wait(pred, within: float, what: str) -> float:
@@ -108,7 +94,9 @@ class IsthmusCluster:
              "-data-dir", os.path.join(data, f"i{i}"), "-log-level", "warn"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, h in enumerate(self.hosts)]
         for h in self.hosts:
-            _wait(lambda h=h: self._get(h, "/v1/agent/self") is not None, 60, f"isthmus {h} up")
+            # 50 Python processes starting at once on 2 cores take a while
+            _wait(lambda h=h: self._get(h, "/v1/agent/self") is not None, 60 + 3 * n,
+                  f"isthmus {h} up")
 
     @staticmethod
     def _get(h: str, path: str, method: str = "GET"):
@@ -140,7 +128,7 @@ def bare_python_rss_kib() -> int:
     p = subprocess.Popen([sys.executable, "-c", BARE_IMPORTS + "; import time; time.sleep(30)"])
     time.sleep(3)
     try:
-        return _rss_kib(p.pid)
+        return rss_kib(p.pid)
     finally:
         p.kill()
         p.wait()
@@ -162,10 +150,10 @@ def one_round(kind: str, n: int) -> dict:
             print(f"{kind} N={n}: not converged within 60 s", file=sys.stderr)
             converge = math.inf
         pids = [p.pid for p in cluster.procs]
-        c0 = [_cpu(p) for p in pids]
+        c0 = [cpu_seconds(p) for p in pids]
         time.sleep(IDLE_SECONDS)
-        cpu = statistics.mean((_cpu(p) - a) / IDLE_SECONDS * 100 for p, a in zip(pids, c0))
-        rss = statistics.mean(_rss_kib(p) for p in pids) / 1024
+        cpu = statistics.mean((cpu_seconds(p) - a) / IDLE_SECONDS * 100 for p, a in zip(pids, c0))
+        rss = statistics.mean(rss_kib(p) for p in pids) / 1024
         victim = cluster.procs[-1]
         vname = ("s" if kind == "serf" else "i") + f"{n - 1:02d}"
         t0 = time.monotonic()

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.procstat import cpu_seconds, rss_kib
 from benchmarks.raft_nodes.control import ControlClient
 from benchmarks.summary import RESULTS
 
@@ -60,7 +61,6 @@ POLL = 0.005
 START_WITHIN = 30.0
 LEADER_WITHIN = 30.0
 PUT_TIMEOUT = 10.0
-HZ = os.sysconf("SC_CLK_TCK")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,18 +105,8 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
-
-
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid) / 1024
 
 
 def percentile_ms(sorted_seconds: list[float], p: float) -> float:
