@@ -16,6 +16,7 @@ A handler that raises, or an op it does not know, answers {"ok": false, "error":
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
@@ -205,3 +206,23 @@ class ControlClient:
     def close(self) -> None:
         if self._conn.transport is not None:
             self._conn.transport.close()
+
+
+def node_arguments(description: str) -> argparse.ArgumentParser:
+    """The command line every benchmark node takes (bench_raft.py starts them all alike)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--self", required=True, help="this node's raft address, 127.0.0.1:PORT")
+    ap.add_argument("--peers", required=True, help="the other nodes' raft addresses, comma-separated")
+    ap.add_argument("--control", type=int, required=True, help="control port on 127.0.0.1")
+    ap.add_argument("--data-dir", required=True)
+    return ap
+
+
+def parse_node_arguments(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, refusing any address off loopback."""
+    args = ap.parse_args(argv)
+    for addr in [args.self, *args.peers.split(",")]:
+        if addr and not addr.startswith("127.0.0.1:"):
+            ap.error(f"loopback only: {addr}")
+    return args

@@ -22,9 +22,10 @@ from agent.raft.messages import Server
 from agent.raft.node import RaftError, RaftNode, RaftOptions
 from agent.raft.transport import RaftTransport
 from agent.rpc.registry import Registry
-from agent.rpc.server import RPC_RAFT, RPCServer
 from agent.config.model import Limits
-from benchmarks.raft_nodes.control import serve_control, unknown_op
+from agent.rpc.server import RPC_RAFT, RPCServer
+from benchmarks.raft_nodes.control import (node_arguments, parse_node_arguments, serve_control,
+                                           unknown_op)
 
 
 class DictMachine:
@@ -79,14 +80,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--self", required=True, help="this node's RPC address, 127.0.0.1:PORT")
-    ap.add_argument("--peers", required=True, help="the other nodes' addresses, comma-separated")
-    ap.add_argument("--control", type=int, required=True, help="control port on 127.0.0.1")
-    ap.add_argument("--data-dir", required=True)
+    ap = node_arguments(__doc__.split("\n")[0])
     ap.add_argument("--fsync", type=int, default=1, choices=(0, 1))
-    return ap.parse_args(argv)
+    return parse_node_arguments(ap, argv)
 
 
 if __name__ == "__main__":

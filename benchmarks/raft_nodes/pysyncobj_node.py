@@ -24,7 +24,8 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from pysyncobj.batteries import ReplDict
 from pysyncobj.poller import POLL_EVENT_TYPE, Poller
 
-from benchmarks.raft_nodes.control import serve_control, unknown_op
+from benchmarks.raft_nodes.control import (node_arguments, parse_node_arguments, serve_control,
+                                           unknown_op)
 
 TICK_SECONDS = 0.05  # pysyncobj's autoTickPeriod default: elections, heartbeats, timeouts
 PUT_TIMEOUT = 10.0
@@ -165,17 +166,7 @@ class PysyncobjNode:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--self", required=True, help="this node's raft address, 127.0.0.1:PORT")
-    ap.add_argument("--peers", required=True, help="the other nodes' raft addresses, comma-separated")
-    ap.add_argument("--control", type=int, required=True, help="control port on 127.0.0.1")
-    ap.add_argument("--data-dir", required=True)
-    args = ap.parse_args(argv)
-    for addr in [args.self, *args.peers.split(",")]:
-        if addr and not addr.startswith("127.0.0.1:"):
-            ap.error(f"loopback only: {addr}")
-    return args
+    return parse_node_arguments(node_arguments(__doc__.split("\n")[0]), argv)
 
 
 def main(argv: list[str] | None = None) -> None:
