@@ -394,7 +394,11 @@ class RaftNode:
         for e in entries:
             result = None
             if e.type == ENTRY_NORMAL and e.data:
-                result = fsm.apply(e.index, e.data)
+                try:
+                    result = fsm.apply(e.index, e.data)
+                except Exception as exc:        # our bug: never apply an entry twice
+                    _log.exception("state machine failed to apply entry %d", e.index)
+                    result = RaftError(f"apply failed: {exc}")
             self.applied = e.index
             waiting = proposals.pop(e.index, None)
             if waiting is not None:
