@@ -238,7 +238,8 @@ class RaftNode:
         self._schedule()
 
     async def apply(self, data: bytes, timeout: float | None = None) -> tuple[int, Any]:
-        """Replicate `data`; (index, the state machine's result) once applied here."""
+        """Replicate `data`; (index, the state machine's result) once applied here. A result
+        that is an exception (the state machine refused the command) is raised."""
         try:
             index, term = self.core.propose(data)
         except NotLeader:
@@ -248,7 +249,10 @@ class RaftNode:
         fut = self._loop.create_future()
         self._proposals[index] = (term, fut)
         self._schedule()
-        return index, await self._wait(fut, timeout or self.options.apply_timeout, "apply")
+        result = await self._wait(fut, timeout or self.options.apply_timeout, "apply")
+        if isinstance(result, Exception):       # the state machine refused the command
+            raise result
+        return index, result
 
     async def barrier(self, timeout: float | None = None) -> int:
         """Wait until everything committed before the call is applied here (leader only)."""
