@@ -22,6 +22,7 @@ from .raft.messages import Server
 from .raft.node import NoLeader, NotLeaderError, RaftNode, RaftOptions
 from .raft.transport import RaftTransport
 from .rpc.blocking import Notifier
+from .rpc.catalog import reconcile_members
 from .rpc.server import RPC_RAFT
 from .serf.core import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT, MemberEvent
 from .state.store import Store
@@ -81,8 +82,11 @@ class Consensus:
     def attach_gossip(self, lan) -> None:
         """Follow the LAN pool: bootstrap-expect and the leader's reconciliation."""
         lan.listeners.append(self._on_member_event)
+        self._reconcile_wakeup.set()          # members that joined before we listened
 
     async def stop(self) -> None:
+        from .sessions_ttl import driver_for
+        await driver_for(self).stop()        # session TTL timers (the leader's)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -123,7 +127,7 @@ class Consensus:
         return out
 
     def _on_member_event(self, ev: Any) -> None:
-        if isinstance(ev, MemberEvent) and ev.member.tags.get("role") == "consul":
+        if isinstance(ev, MemberEvent):     # servers: Raft configuration; all: the catalog
             self._reconcile_wakeup.set()
 
     # ------------------------------------------------------------------ bootstrap-expect
@@ -195,6 +199,7 @@ class Consensus:
                 continue
             try:
                 await self._reconcile(loop.time())
+                await reconcile_members(self.agent)
             except (IsthmusError, RPCError) as exc:
                 _log.warning("reconcile: %s", exc)
                 await asyncio.sleep(1.0)

@@ -1,0 +1,88 @@
+"""/v1/health/* (Consul's agent/health_endpoint.go): node/<node>, checks/<service>,
+service/<service> (?passing, ?tag), state/<state> — with Consul's empty-list substitutions
+and X-Consul-* headers. `?near=` is accepted and ignored; `?filter=` is refused (400)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .catalog_endpoints import (_segment, check_json, json_response, node_service_json,
+                                read_options, tag_options)
+from .errors import bad_request
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+
+async def node(agent: "Agent", request: web.Request):
+    opts = read_options(agent, request)
+    opts.pop("NodeMetaFilters", None)        # Consul's node checks take no node-meta filter
+    opts["Node"] = _segment(request, "Missing node name")
+    reply = await agent.rpc("Health.NodeChecks", opts)
+    return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)
+
+
+async def checks(agent: "Agent", request: web.Request):
+    opts = read_options(agent, request)
+    opts["ServiceName"] = _segment(request, "Missing service name")
+    reply = await agent.rpc("Health.ServiceChecks", opts)
+    return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)
+
+
+def _passing(request: web.Request) -> bool:
+    """Consul's getBoolQueryParam: present and empty = true, else strconv.ParseBool."""
+    if "passing" not in request.query:
+        return False
+    raw = request.query.get("passing", "")
+    if raw == "":
+        return True
+    if raw in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if raw in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise bad_request("Invalid value for ?passing")
+
+
+def _filter_non_passing(nodes: list) -> list:
+    """Consul's filterNonPassing, including its order: a dropped entry's place is taken by
+    the last one still kept."""
+    out = list(nodes)
+    n = len(out)
+    i = 0
+    while i < n:
+        if any(c["Status"] != "passing" for c in out[i]["Checks"]):
+            out[i], out[n - 1] = out[n - 1], None
+            n -= 1
+            continue
+        i += 1
+    return out[:n]
+
+
+async def service(agent: "Agent", request: web.Request):
+    opts = read_options(agent, request)
+    tag_options(request, opts)
+    opts["ServiceName"] = _segment(request, "Missing service name")
+    passing = _passing(request)
+    reply = await agent.rpc("Health.ServiceNodes", opts)
+    nodes = reply.get("Nodes") or []
+    if passing:
+        nodes = _filter_non_passing(nodes)
+    out = [{"Node": n["Node"], "Service": node_service_json(n["Service"]),
+            "Checks": [check_json(c) for c in n["Checks"]]} for n in nodes]
+    return json_response(out, reply, request)
+
+
+async def state(agent: "Agent", request: web.Request):
+    opts = read_options(agent, request)
+    opts["State"] = _segment(request, "Missing check state")
+    reply = await agent.rpc("Health.ChecksInState", opts)
+    return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)
+
+
+ROUTES = {
+    "/v1/health/node/{name:.*}": {"GET": node},
+    "/v1/health/checks/{name:.*}": {"GET": checks},
+    "/v1/health/service/{name:.*}": {"GET": service},
+    "/v1/health/state/{name:.*}": {"GET": state},
+}

@@ -1,0 +1,68 @@
+"""`Health.*` endpoints (Consul's agent/consul/health_endpoint.go): NodeChecks,
+ServiceChecks, ServiceNodes, ChecksInState — reads with consistency modes and blocking
+queries on the catalog tables."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..state.catalog import Catalog
+from .catalog import BadRequest, _meta_filters, _str, _tag_filter
+from .consistency import check_dc, read
+from .registry import CallContext, Registry
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+
+def register(registry: Registry, agent: "Agent") -> None:
+    consensus = agent.consensus
+    datacenter = agent.config.datacenter
+    store = consensus.store
+    catalog: Catalog = getattr(store, "catalog", None) or Catalog(store)
+
+    async def node_checks(body: Any, ctx: CallContext) -> dict:
+        check_dc(body, datacenter)
+        node = _str(body, "Node")
+
+        def local() -> dict:
+            idx, checks = catalog.node_checks(node)
+            return {"HealthChecks": checks, "Index": idx}
+        return await read(consensus, "Health.NodeChecks", body, local, ("checks",))
+
+    async def service_checks(body: Any, ctx: CallContext) -> dict:
+        if body.get("TagFilter"):
+            raise BadRequest("Tag filtering is not supported")
+        check_dc(body, datacenter)
+        name, meta = _str(body, "ServiceName"), _meta_filters(body)
+
+        def local() -> dict:
+            idx, checks = catalog.service_checks(name, meta)
+            return {"HealthChecks": checks, "Index": idx}
+        return await read(consensus, "Health.ServiceChecks", body, local, ("checks", "nodes"))
+
+    async def service_nodes(body: Any, ctx: CallContext) -> dict:
+        check_dc(body, datacenter)
+        name = _str(body, "ServiceName")
+        if not name:
+            raise BadRequest("Must provide service name")
+        tags, meta = _tag_filter(body), _meta_filters(body)
+
+        def local() -> dict:
+            idx, nodes = catalog.check_service_nodes(name, tags, meta)
+            return {"Nodes": nodes, "Index": idx}
+        return await read(consensus, "Health.ServiceNodes", body, local,
+                          ("nodes", "services", "checks"))
+
+    async def checks_in_state(body: Any, ctx: CallContext) -> dict:
+        check_dc(body, datacenter)
+        state, meta = _str(body, "State"), _meta_filters(body)
+
+        def local() -> dict:
+            idx, checks = catalog.checks_in_state(state, meta)
+            return {"HealthChecks": checks, "Index": idx}
+        return await read(consensus, "Health.ChecksInState", body, local, ("checks", "nodes"))
+
+    registry.register("Health.NodeChecks", node_checks)
+    registry.register("Health.ServiceChecks", service_checks)
+    registry.register("Health.ServiceNodes", service_nodes)
+    registry.register("Health.ChecksInState", checks_in_state)
