@@ -1,5 +1,5 @@
-"""/v1/kv/<key> (Consul's agent/kvs_endpoint.go): GET (recurse, keys, raw), PUT (flags, cas),
-DELETE (recurse, cas), with `?stale` / `?consistent` and Consul's index headers."""
+"""/v1/kv/<key> (Consul's agent/kvs_endpoint.go): GET (recurse, keys, raw), PUT (flags, cas,
+acquire/release with a session), DELETE (recurse, cas), with `?stale` / `?consistent` and Consul's index headers."""
 from __future__ import annotations
 
 import base64
@@ -73,8 +73,6 @@ async def put(agent: "Agent", request: web.Request) -> web.Response:
     key = _key(request)
     if not key:
         raise bad_request("Missing key name")
-    if "acquire" in request.query or "release" in request.query:
-        raise HTTPError(501, "session locks (acquire/release) are not implemented yet")
     size = request.content_length
     value = await request.read()
     if len(value) > MAX_VALUE_SIZE or (size or 0) > MAX_VALUE_SIZE:
@@ -83,6 +81,13 @@ async def put(agent: "Agent", request: web.Request) -> web.Response:
                              "consul/docs/agent/config/config-files#kv_max_value_size.")
     ent = {"Key": key, "Value": value, "Flags": _uint(request, "flags")}
     op = "set"
+    # the same precedence as Consul's KVSPut: acquire, then release, then cas
+    if "acquire" in request.query:
+        op = "lock"
+        ent["Session"] = request.query["acquire"]
+    if "release" in request.query:
+        op = "unlock"
+        ent["Session"] = request.query["release"]
     if "cas" in request.query:
         op = "cas"
         ent["ModifyIndex"] = _uint(request, "cas")

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import IsthmusError
 from ..state.store import KV_OPS, CommandError, kv_command
+from ..sessions_ttl import driver_for
 from .consistency import check_dc, read, write
 from .registry import CallContext, Registry
 
@@ -44,11 +45,17 @@ def register(registry: Registry, agent: "Agent") -> None:
         value = ent.get("Value") or b""
         flags = ent.get("Flags") or 0
         cas = ent.get("ModifyIndex") or 0
-        if not isinstance(value, bytes) or type(flags) is not int or type(cas) is not int:
+        session = ent.get("Session") or ""
+        if (not isinstance(value, bytes) or type(flags) is not int or type(cas) is not int
+                or not isinstance(session, str)):
             raise BadRequest("bad DirEnt field types")
-        command = kv_command(op, ent["Key"], value, flags, cas)
+        command = kv_command(op, ent["Key"], value, flags, cas, session if op in ("lock", "unlock") else "")
 
         async def local() -> bool:
+            # Lock delay is wall-clock, so the leader enforces it before proposing (Consul's
+            # kvsPreApply): a lock on a key still under delay fails without a write.
+            if op == "lock" and driver_for(consensus).lock_delayed(ent["Key"]):
+                return False
             _, result = await consensus.node.apply(command)
             if isinstance(result, CommandError):
                 raise result

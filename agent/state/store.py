@@ -8,7 +8,8 @@ read after a delete never reports an older index (Consul keeps tombstones for th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 import msgpack
@@ -18,7 +19,7 @@ from ..errors import IsthmusError
 # Consul's structs.MessageType values (agent/structs/structs.go)
 KVS_REQUEST = 2
 
-KV_OPS = ("set", "cas", "delete", "delete-cas", "delete-tree")
+KV_OPS = ("set", "cas", "delete", "delete-cas", "delete-tree", "lock", "unlock")
 
 
 class CommandError(IsthmusError):
@@ -42,11 +43,16 @@ class KVEntry:
                 "Flags": self.flags, "Value": self.value, "Session": self.session or None}
 
 
-def kv_command(op: str, key: str, value: bytes = b"", flags: int = 0, cas: int = 0) -> bytes:
-    """The Raft command of a KV write (Consul's KVSRequest, reduced to what it carries)."""
+def kv_command(op: str, key: str, value: bytes = b"", flags: int = 0, cas: int = 0,
+               session: str = "") -> bytes:
+    """The Raft command of a KV write (Consul's KVSRequest, reduced to what it carries;
+    `session` only for lock/unlock — commands written before locks existed have 5 fields)."""
     if op not in KV_OPS:
         raise CommandError(f"Unknown KVS operation: {op}")
-    return bytes((KVS_REQUEST,)) + msgpack.packb([op, key, value, flags, cas])
+    fields = [op, key, value, flags, cas]
+    if session:
+        fields.append(session)
+    return bytes((KVS_REQUEST,)) + msgpack.packb(fields)
 
 
 class Part(Protocol):
@@ -73,6 +79,16 @@ class Store:
         # (index, node, check_id, status) whenever a catalog health check changes or goes
         # away (status "" = deleted): sessions tied to checks are invalidated from here
         self.check_listeners: list[Callable[[int, str, str, str], None]] = []
+        # KV undo log of an open transaction (key -> entry before the txn, None = absent)
+        self._undo: dict[str, KVEntry | None] | None = None
+        # Parts every store carries (attached here so WAL replay and snapshot restore at
+        # start-up already find their command types). Imported late: they import this module.
+        from .catalog import Catalog
+        from .sessions import Sessions
+        from .txn import Txn
+        Catalog(self)
+        Sessions(self)
+        Txn(self)
 
     def attach(self, name: str, part: Part, appliers: dict[int, Callable[[int, Any], Any]],
                tables: tuple[str, ...]) -> None:
@@ -132,7 +148,18 @@ class Store:
     # ------------------------------------------------------------------ KV
 
     def _apply_kvs(self, index: int, body: list) -> Any:
-        op, key, value, flags, cas = body
+        op, key, value, flags, cas = body[:5]
+        session = body[5] if len(body) > 5 else ""
+        try:
+            return self.kv_apply(index, op, key, value, flags, cas, session)
+        except CommandError as exc:
+            return exc
+
+    def kv_apply(self, index: int, op: str, key: str, value: bytes = b"", flags: int = 0,
+                 cas: int = 0, session: str = "") -> bool:
+        """One KV write at Raft index `index`, as Consul's kvs*Txn functions: True if it
+        took effect, False when a CAS or lock condition did not hold; CommandError for a
+        write that is an error (unknown op, lock without a live session)."""
         kv = self.kv
         cur = kv.get(key)
         if op == "set":
@@ -145,9 +172,7 @@ class Store:
             self._kv_set(index, key, value, flags, cur)
             return True
         if op == "delete":
-            if cur is not None:
-                del kv[key]
-            self.bump("kvs", index)
+            self.kv_delete(index, key)
             return True
         if op == "delete-cas":
             # as Consul's kvsDeleteCASTxn: a missing key counts as deleted
@@ -155,25 +180,108 @@ class Store:
                 return True
             if cur.modify_index != cas:
                 return False
-            del kv[key]
-            self.bump("kvs", index)
+            self.kv_delete(index, key)
             return True
         if op == "delete-tree":
             for k in [k for k in kv if k.startswith(key)]:
+                self._kv_touch(k)
                 del kv[k]
             self.bump("kvs", index)
             return True
-        return CommandError(f"Unknown KVS operation: {op}")
+        if op == "lock":
+            if not session:
+                raise CommandError("missing session")
+            sessions = self._parts.get("sessions")
+            if sessions is None or sessions.get(session) is None:
+                raise CommandError(f"invalid session {_go_quote(session)}")
+            if cur is not None and cur.session and cur.session != session:
+                return False                        # someone else holds it
+            if cur is None:
+                lock_index = 1
+            elif cur.session == session:
+                lock_index = cur.lock_index         # re-acquire: same lock
+            else:
+                lock_index = cur.lock_index + 1
+            self._kv_set(index, key, value, flags, cur, session=session, lock_index=lock_index)
+            return True
+        if op == "unlock":
+            if not session:
+                raise CommandError("missing session")
+            if cur is None or cur.session != session:
+                return False                        # only the holder releases
+            self._kv_set(index, key, value, flags, cur, session="")
+            return True
+        raise CommandError(f"Unknown KVS operation: {op}")
 
-    def _kv_set(self, index: int, key: str, value: bytes, flags: int, cur: KVEntry | None) -> None:
+    def _kv_touch(self, key: str) -> None:
+        """Record `key`'s state before its first change inside an open transaction."""
+        undo = self._undo
+        if undo is not None and key not in undo:
+            cur = self.kv.get(key)
+            undo[key] = replace(cur) if cur is not None else None
+
+    def _kv_set(self, index: int, key: str, value: bytes, flags: int, cur: KVEntry | None,
+                session: str | None = None, lock_index: int | None = None) -> None:
+        """Write a key; its session and lock index stay unless given (Consul's kvsSetTxn)."""
+        self._kv_touch(key)
         if cur is None:
-            self.kv[key] = KVEntry(key, value, flags, index, index)
+            cur = self.kv[key] = KVEntry(key, value, flags, index, index)
         else:
             cur.value, cur.flags, cur.modify_index = value, flags, index
+        if session is not None:
+            cur.session = session
+        if lock_index is not None:
+            cur.lock_index = lock_index
         self.bump("kvs", index)
+
+    def kv_delete(self, index: int, key: str) -> None:
+        """Delete one key (a missing key still moves the table index)."""
+        if key in self.kv:
+            self._kv_touch(key)
+            del self.kv[key]
+        self.bump("kvs", index)
+
+    def kv_release(self, index: int, key: str) -> None:
+        """Clear a key's lock holder (session invalidation with behavior "release")."""
+        cur = self.kv.get(key)
+        if cur is not None:
+            self._kv_touch(key)
+            cur.session, cur.modify_index = "", index
+            self.bump("kvs", index)
+
+    def kv_held_by(self, session: str) -> list[str]:
+        """Keys whose lock `session` holds (a scan: invalidations are rare next to KV writes)."""
+        return sorted(k for k, e in self.kv.items() if e.session == session)
+
+    def begin(self) -> None:
+        """Open a transaction: later KV changes can be undone by `rollback()`."""
+        if self._undo is not None:
+            raise RuntimeError("transaction already open")
+        self._undo = {}
+        self._txn_saved = (dict(self.indexes), set(self.changed))
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Put every key the open transaction changed back, and the table indexes."""
+        undo, self._undo = self._undo or {}, None
+        for key, old in undo.items():
+            if old is None:
+                self.kv.pop(key, None)
+            else:
+                self.kv[key] = old
+        indexes, self.changed = self._txn_saved
+        self.indexes.clear()
+        self.indexes.update(indexes)
 
     def kv_get(self, key: str) -> KVEntry | None:
         return self.kv.get(key)
 
     def kv_list(self, prefix: str) -> list[KVEntry]:
         return sorted((e for k, e in self.kv.items() if k.startswith(prefix)), key=lambda e: e.key)
+
+
+def _go_quote(s: str) -> str:
+    """Go's %#v / %q of a string (printable ASCII as is; JSON escapes are close enough)."""
+    return json.dumps(s, ensure_ascii=False)
