@@ -19,7 +19,7 @@ from .tlsutil.context import client_context, outgoing_server_hostname, server_co
 
 _log = log.get("agent")
 # Server RPC endpoint modules (agent/rpc/<name>.py), each with register(registry, agent).
-SERVER_RPC_MODULES = ["kvs", "operator_raft"]
+SERVER_RPC_MODULES = ["kvs", "operator_raft", "session", "txn", "catalog", "health"]
 LOCAL_CALL = CallContext(("local", 0), False)
 
 
@@ -40,6 +40,9 @@ class Agent:
         self.leave_requested = asyncio.Event()
         self._data_dir: DataDir | None = None
         self._join_tasks: set[asyncio.Task] = set()
+        self.servers = None              # ServerManager: client agents only
+        self.local = None                # LocalAgent: services and checks of this agent
+        self.config_argv: list[str] | None = None   # what /v1/agent/reload re-reads
 
     @property
     def rpc_advertise(self) -> str:
@@ -67,6 +70,15 @@ class Agent:
             await self._start_gossip()
             if self.consensus is not None and self.lan is not None:
                 self.consensus.attach_gossip(self.lan)
+            from .user_events import attach as attach_user_events
+            attach_user_events(self)              # /v1/event/list: events from now on
+            if not cfg.server:
+                from .servers import ServerManager
+                self.servers = ServerManager(cfg.datacenter, self._call_server,
+                                             on_server_up=self._on_server_up)
+                if self.lan is not None:
+                    self.servers.attach(self.lan)
+            await self._start_local()
             from .http.server import HTTPServer     # aiohttp loads only where HTTP runs
             self.http = HTTPServer(self)
             await self.http.start()
@@ -121,6 +133,25 @@ class Agent:
                 pool.listeners.append(persist)
             setattr(self, kind, pool)
 
+    async def _start_local(self) -> None:
+        from .local.manager import LocalAgent
+        from .serf.core import STATUS_ALIVE
+
+        def cluster_size() -> int:
+            members = self.lan.members() if self.lan is not None else []
+            return max(1, sum(1 for m in members if m.status == STATUS_ALIVE))
+        self.local = LocalAgent(self.config, self.node_id, self.rpc, cluster_size)
+        await self.local.start()
+
+    def _on_server_up(self) -> None:
+        if self.local is not None:
+            self.local.syncer.trigger_full()
+
+    async def _call_server(self, addr: tuple[str, int], method: str, body: Any) -> Any:
+        if self.rpc_pool is None:
+            raise NoServersError()
+        return await self.rpc_pool.call(addr, method, body, dc=self.config.datacenter)
+
     async def _retry_join(self, pool, addrs: tuple[str, ...], interval: float) -> None:
         """Consul's retry_join: try every address until one join succeeds, every `interval`."""
         attempt = 0
@@ -157,6 +188,9 @@ class Agent:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self.local is not None:
+            await self.local.stop()
+            self.local = None
         for t in list(self._join_tasks):
             t.cancel()
         await asyncio.gather(*self._join_tasks, return_exceptions=True)
@@ -203,5 +237,7 @@ class Agent:
             fn, is_async = entry
             result = fn(body, LOCAL_CALL)
             return await result if is_async else result
-        # Client agents learn their servers from LAN gossip (issue #3); none is known yet.
-        raise NoServersError()
+        # Client agents send it to one of their LAN servers (agent/servers.py).
+        if self.servers is None:
+            raise NoServersError()
+        return await self.servers.call(method, body)

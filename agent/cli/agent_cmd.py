@@ -79,13 +79,14 @@ def run(argv: list[str]) -> int:
     open_log = log.setup(cfg.log_level, cfg.log_json, stream=sys.stdout, gated=True)
     raise_open_file_limit()
     import uvloop
-    return uvloop.run(_serve(cfg, loaded.warnings, open_log))
+    return uvloop.run(_serve(cfg, loaded.warnings, open_log, argv))
 
 
-async def _serve(cfg: AgentConfig, warnings: list[str], open_log) -> int:
+async def _serve(cfg: AgentConfig, warnings: list[str], open_log, argv: list[str]) -> int:
     from ..agent import Agent
     loop = asyncio.get_running_loop()
     agent = Agent(cfg)
+    agent.config_argv = list(argv)              # what /v1/agent/reload re-reads
     print("==> Starting Isthmus agent...", flush=True)
     try:
         await agent.start()

@@ -25,16 +25,21 @@ def _cmd(name: str, module: str = "commands") -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "agent": (_agent, "Runs an Isthmus agent"),
+    "catalog": (_cmd("catalog", "catalog_cmds"), "Interact with the catalog"),
     "force-leave": (_cmd("force_leave", "gossip_cmds"), "Forces a member of the cluster to enter the \"left\" state"),
     "info": (_cmd("info"), "Provides debugging information for operators."),
     "join": (_cmd("join", "gossip_cmds"), "Tell Isthmus agent to join cluster"),
     "keygen": (_cmd("keygen", "gossip_cmds"), "Generates a new encryption key"),
     "keyring": (_cmd("keyring", "gossip_cmds"), "Manages gossip layer encryption keys"),
-    "kv": (_cmd("kv", "operator_cmds"), "Interact with the key-value store"),
+    "kv": (_cmd("kv", "kv_cmds"), "Interact with the key-value store"),
     "leave": (_cmd("leave"), "Gracefully leaves the cluster and shuts down"),
+    "lock": (_cmd("lock", "kv_cmds"), "Execute a command holding a lock"),
+    "watch": (_cmd("watch", "kv_cmds"), "Watch for changes in Isthmus"),
+    "event": (_cmd("event", "kv_cmds"), "Fire a new event"),
     "members": (_cmd("members", "gossip_cmds"), "Lists the members of an Isthmus cluster"),
     "operator": (_cmd("operator", "operator_cmds"), "Provides cluster-level tools for Isthmus operators"),
     "rtt": (_cmd("rtt", "gossip_cmds"), "Estimates network round trip time between nodes"),
+    "services": (_cmd("services", "services_cmds"), "Interact with services"),
     "tls": (_tls, "Builtin helpers for creating CAs and certificates"),
     "version": (_cmd("version"), "Prints the Isthmus version"),
 }

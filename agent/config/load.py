@@ -90,6 +90,7 @@ _IMPLEMENTED: dict[str, str] = {
     "log_json": ck.BOOL,
     "node_meta": _STRMAP,
     "leave_on_terminate": ck.BOOL,
+    "enable_script_checks": ck.BOOL,
     "performance.raft_multiplier": ck.INT,
     "raft_snapshot_threshold": ck.INT,
     "raft_trailing_logs": ck.INT,
@@ -852,6 +853,7 @@ class _Loader:
             autopilot_server_stabilization_time=stabilization,
             node_meta=node_meta,
             leave_on_terminate=bool(self.get("leave_on_terminate", not server)),
+            enable_script_checks=bool(self.get("enable_script_checks", False)),
             config_sources=tuple(self.files_read),
         )
 

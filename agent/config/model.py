@@ -88,4 +88,5 @@ class AgentConfig:
     autopilot_server_stabilization_time: float = 10.0   # a new server's wait before it votes
     node_meta: tuple[tuple[str, str], ...] = ()
     leave_on_terminate: bool = False        # Consul: true for clients, false for servers
+    enable_script_checks: bool = False      # script (Args) checks may be registered
     config_sources: tuple[str, ...] = ()   # files read, in merge order

@@ -42,6 +42,16 @@ def _self_member(agent: "Agent") -> dict:
             "Tags": lan_tags(cfg, agent.node_id), "Status": 1, **MEMBER_PROTOCOL}
 
 
+def _agent_stats(agent: "Agent") -> dict:
+    """Consul's `agent` stats block: how many services and checks this agent runs."""
+    local = agent.local.state if agent.local is not None else None
+    checks = local.active_checks() if local is not None else {}
+    ttls = sum(1 for c in checks.values() if c.get("Type") == "ttl")
+    return {"check_monitors": str(sum(1 for c in checks.values() if c.get("Type") == "script")),
+            "check_ttls": str(ttls), "checks": str(len(checks)),
+            "services": str(len(local.active_services()) if local is not None else 0)}
+
+
 def _server_stats(agent: "Agent") -> dict:
     """Consul's `consul` and `raft` stats blocks, on servers."""
     node = agent.consensus.node if agent.consensus is not None else None
@@ -107,7 +117,7 @@ def self_info(agent: "Agent") -> dict:
         "Coord": dict(INITIAL_COORD),
         "Member": _self_member(agent),
         "Stats": {
-            "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
+            "agent": _agent_stats(agent),
             "build": {"prerelease": "", "revision": "isthmus", "version": CONSUL_API_VERSION,
                       "isthmus_version": ISTHMUS_VERSION},
             "runtime": {"arch": platform.machine(), "os": sys.platform,

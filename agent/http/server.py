@@ -21,8 +21,19 @@ if TYPE_CHECKING:
 
 _log = log.get("http")
 # Endpoint modules (agent/http/<name>.py), each with ROUTES = {path: {method: fn}}.
-ROUTE_MODULES = ["agent_endpoints", "gossip_endpoints", "kv_endpoints", "operator_endpoints",
-                 "status_endpoints"]
+ROUTE_MODULES = [
+    "agent_endpoints",
+    "agent_service_endpoints",
+    "catalog_endpoints",
+    "gossip_endpoints",
+    "health_endpoints",
+    "kv_endpoints",
+    "operator_endpoints",
+    "status_endpoints",
+    "session_endpoints",
+    "txn_endpoints",
+    "event_endpoints",
+]
 Endpoint = Callable[["Agent", web.Request], Awaitable[Any]]
 
 

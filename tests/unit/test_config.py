@@ -391,7 +391,7 @@ def test_every_unimplemented_consul_key_is_accepted(tmp_path: Path, data_dir: st
         "key_file", "tls_min_version", "tls_cipher_suites", "tls_prefer_server_cipher_suites",
         "verify_incoming", "verify_incoming_rpc", "verify_incoming_https", "verify_outgoing",
         "verify_server_hostname", "acl_enforce_version_8", "raft_snapshot_threshold",
-        "raft_trailing_logs",
+        "raft_trailing_logs", "enable_script_checks",
     }
     data = {k: _placeholder(v) for k, v in ck.CONSUL_KEYS.items()
             if k not in implemented_or_special}
