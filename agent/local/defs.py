@@ -41,12 +41,12 @@ def validate_meta(meta: dict[str, str]) -> None:
         if k == "":
             raise Invalid("Invalid Service Meta: Key cannot be blank")
         if not _META_KEY.match(k):
-            raise Invalid(f"Invalid Service Meta: Key contains invalid characters")
+            raise Invalid("Invalid Service Meta: Key contains invalid characters")
         if len(k) > META_MAX_KEY:
             raise Invalid(f"Invalid Service Meta: Key is too long (limit: {META_MAX_KEY} "
                           "characters)")
         if k.startswith("consul-"):
-            raise Invalid(f"Invalid Service Meta: Key prefix 'consul-' is reserved for "
+            raise Invalid("Invalid Service Meta: Key prefix 'consul-' is reserved for "
                           "internal use")
         if len(v) > META_MAX_VALUE:
             raise Invalid(f"Invalid Service Meta: Value is too long (limit: {META_MAX_VALUE} "

@@ -164,12 +164,10 @@ def register(registry: Registry, agent: "Agent") -> None:
     consensus = agent.consensus
     datacenter = agent.config.datacenter
     store = consensus.store
-    catalog: Catalog = getattr(store, "catalog", None) or Catalog(store)
+    catalog: Catalog = store.catalog
 
     async def _apply(command: bytes) -> bool:
         _, result = await consensus.node.apply(command)
-        if isinstance(result, CommandError):
-            raise result
         return result
 
     async def register_(body: Any, ctx: CallContext) -> None:
@@ -368,11 +366,9 @@ async def reconcile_members(agent: "Agent") -> None:
     consensus = agent.consensus
     if consensus is None or consensus.not_leader() or agent.lan is None:
         return
-    catalog = getattr(consensus.store, "catalog", None)
-    if catalog is None:
-        return
-    for cmd in member_commands(agent.lan.members(), catalog, agent.config.datacenter,
-                               agent.config.node_name):
-        _, result = await consensus.node.apply(cmd)
-        if isinstance(result, CommandError):
-            _log.warning("failed to reconcile member: %s", result)
+    for cmd in member_commands(agent.lan.members(), consensus.store.catalog,
+                               agent.config.datacenter, agent.config.node_name):
+        try:
+            await consensus.node.apply(cmd)
+        except CommandError as exc:
+            _log.warning("failed to reconcile member: %s", exc)

@@ -18,7 +18,7 @@ def register(registry: Registry, agent: "Agent") -> None:
     consensus = agent.consensus
     datacenter = agent.config.datacenter
     store = consensus.store
-    catalog: Catalog = getattr(store, "catalog", None) or Catalog(store)
+    catalog: Catalog = store.catalog
 
     async def node_checks(body: Any, ctx: CallContext) -> dict:
         check_dc(body, datacenter)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IsthmusError
-from ..state.store import KV_OPS, CommandError, kv_command
+from ..state.store import KV_OPS, kv_command
 from ..sessions_ttl import driver_for
 from .consistency import check_dc, read, write
 from .registry import CallContext, Registry
@@ -57,8 +57,6 @@ def register(registry: Registry, agent: "Agent") -> None:
             if op == "lock" and driver_for(consensus).lock_delayed(ent["Key"]):
                 return False
             _, result = await consensus.node.apply(command)
-            if isinstance(result, CommandError):
-                raise result
             return result
         return await write(consensus, "KVS.Apply", body, local)
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from ..config.load import parse_go_duration
 from ..sessions_ttl import driver_for
 from ..state.sessions import DEFAULT_LOCK_DELAY, session_command
-from ..state.store import CommandError
 from .consistency import check_dc, read, write
 from .kvs import BadRequest, _str
 from .registry import CallContext, Registry
@@ -108,8 +107,6 @@ def register(registry: Registry, agent: "Agent") -> None:
                     if sessions.get(s["ID"]) is None:
                         break
             _, result = await consensus.node.apply(session_command(op, s))
-            if isinstance(result, CommandError):
-                raise result
             if op == "create":
                 driver.reset(s["ID"], s.get("TTL") or "")
                 return s["ID"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..sessions_ttl import driver_for
-from ..state.store import CommandError
 from ..state.txn import txn_command
 from .consistency import check_dc, read, write
 from .kvs import BadRequest
@@ -60,8 +59,6 @@ def register(registry: Registry, agent: "Agent") -> None:
             if errors:
                 return {"Results": None, "Errors": errors}
             index, result = await consensus.node.apply(txn_command(ops))
-            if isinstance(result, CommandError):
-                raise result
             result["Index"] = index
             return result
         return await write(consensus, "Txn.Apply", body, local)

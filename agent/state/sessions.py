@@ -148,17 +148,16 @@ class Sessions:
                        str(s.get("TTL") or ""), _str_list(s.get("NodeChecks"), "NodeChecks"),
                        [dict(x) for x in sc] if sc is not None else None,
                        _str_list(s.get("Checks"), "Checks"), index, index)
-        catalog = getattr(self.store, "catalog", None)
-        if catalog is not None:             # the catalog part is attached: check the node
-            if node.lower() not in catalog.nodes:
-                raise CommandError("Missing node registration")
-            for cid in sess.check_ids():
-                row = catalog.checks.get(node.lower(), {}).get(cid.lower())
-                status = row["Status"] if row else None
-                if status is None:
-                    raise CommandError(f"Missing check '{cid}' registration")
-                if status == CRITICAL:
-                    raise CommandError(f"Check '{cid}' is in {status} state")
+        catalog = self.store.catalog
+        if node.lower() not in catalog.nodes:
+            raise CommandError("Missing node registration")
+        for cid in sess.check_ids():
+            row = catalog.checks.get(node.lower(), {}).get(cid.lower())
+            status = row["Status"] if row else None
+            if status is None:
+                raise CommandError(f"Missing check '{cid}' registration")
+            if status == CRITICAL:
+                raise CommandError(f"Check '{cid}' is in {status} state")
         self.sessions[sid] = sess
         self.store.bump("sessions", index)
         return sid

@@ -13,7 +13,6 @@ import hashlib
 import os
 import random
 import tracemalloc
-from pathlib import Path
 
 import msgpack
 import pytest
