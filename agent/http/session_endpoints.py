@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config.load import parse_go_duration
+from ..gojson import json_type
 from .errors import HTTPError, bad_request
 from .query import datacenter, meta_headers, query_options
 
@@ -85,22 +86,10 @@ async def _decode_session(request: web.Request) -> dict:
                      for x in value] if ok else value
         if not ok:
             raise bad_request(f"Request decode failed: json: cannot unmarshal "
-                              f"{_js_type(value)} into Go struct field Session.{name} of type "
+                              f"{json_type(value)} into Go struct field Session.{name} of type "
                               f"{_go_type(name)}")
         out[name] = value
     return out
-
-
-def _js_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
 
 
 def _go_type(name: str) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..gojson import json_type
 from .errors import HTTPError, bad_request
 from .kv_endpoints import MAX_VALUE_SIZE, _entry_json
 from .query import datacenter, query_options
@@ -31,16 +32,6 @@ _KV_FIELDS = {"verb": ("Verb", str), "key": ("Key", str), "value": ("Value", Non
 _GO = {str: "string", int: "uint64"}
 
 
-def _js_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    return "array" if isinstance(v, list) else "object"
-
-
 def _kv_op(raw: dict) -> dict:
     out: dict = {}
     for k, v in raw.items():
@@ -50,17 +41,17 @@ def _kv_op(raw: dict) -> dict:
         name, typ = field
         if name == "Value":
             if not isinstance(v, str):
-                raise bad_request(f"Failed to parse body: unexpected value type: {_js_type(v)}")
+                raise bad_request(f"Failed to parse body: unexpected value type: {json_type(v)}")
             try:
                 out["Value"] = base64.b64decode(v, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise bad_request(f"Failed to parse body: failed to decode value: {exc}") from None
             continue
         if typ is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise bad_request(f"Failed to parse body: json: cannot unmarshal {_js_type(v)} "
+            raise bad_request(f"Failed to parse body: json: cannot unmarshal {json_type(v)} "
                               f"into Go struct field KVTxnOp.KV.{name} of type uint64")
         if typ is str and not isinstance(v, str):
-            raise bad_request(f"Failed to parse body: json: cannot unmarshal {_js_type(v)} "
+            raise bad_request(f"Failed to parse body: json: cannot unmarshal {json_type(v)} "
                               f"into Go struct field KVTxnOp.KV.{name} of type string")
         out[name] = v
     out.pop("Namespace", None)
@@ -84,14 +75,14 @@ async def _ops(request: web.Request) -> tuple[list, int]:
     if body is None:
         body = []
     if not isinstance(body, list):
-        raise bad_request(f"Failed to parse body: json: cannot unmarshal {_js_type(body)} "
+        raise bad_request(f"Failed to parse body: json: cannot unmarshal {json_type(body)} "
                           "into Go value of type api.TxnOps")
     if len(body) > MAX_TXN_OPS:
         raise HTTPError(413, f"Transaction contains too many operations ({len(body)} > {MAX_TXN_OPS})")
     ops, writes = [], 0
     for item in body:
         if not isinstance(item, dict):
-            raise bad_request(f"Failed to parse body: json: cannot unmarshal {_js_type(item)} "
+            raise bad_request(f"Failed to parse body: json: cannot unmarshal {json_type(item)} "
                               "into Go value of type api.TxnOp")
         op: dict = {}
         for k, v in item.items():
@@ -99,7 +90,7 @@ async def _ops(request: web.Request) -> tuple[list, int]:
             if kind is None or v is None:
                 continue
             if not isinstance(v, dict):
-                raise bad_request(f"Failed to parse body: json: cannot unmarshal {_js_type(v)} "
+                raise bad_request(f"Failed to parse body: json: cannot unmarshal {json_type(v)} "
                                   f"into Go struct field TxnOp.{kind}")
             op[kind] = _kv_op(v) if kind == "KV" else v
         if not op:
