@@ -531,7 +531,7 @@ class SwimNode:
         self._leave_notified = False
         # the queue sizes its retransmit limit from len(self._nodes): keep that list's identity
         self._broadcasts = TransmitLimitedQueue(cfg.retransmit_mult, self._nodes.__len__)
-        self._acks: dict = {}               # seq -> _Probe | _Relay
+        self._acks: dict = {}               # seq -> _Probe | _Relay | _Suspicion (last ping)
         self._suspicions: dict = {}         # name -> _Suspicion
         self._timers: list = []             # heap of (due, seq, _Timer)
         self._timer_seq = 0
