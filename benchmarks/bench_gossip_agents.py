@@ -64,8 +64,12 @@ class SerfCluster:
              "-log-level=warn", *consul_like_tags(i)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for i, h in enumerate(self.hosts)]
-        for h in self.hosts:
-            _wait(lambda h=h: self._members(h) is not None, 30, f"serf {h} up")
+        try:
+            for h in self.hosts:
+                _wait(lambda h=h: self._members(h) is not None, 30, f"serf {h} up")
+        except BaseException:
+            self.close()                # no orphans holding the addresses of the next run
+            raise
 
     def _members(self, h: str):
         r = subprocess.run([SERF, "members", f"-rpc-addr={h}:7373", "-format=json"],
@@ -93,10 +97,14 @@ class IsthmusCluster:
             [sys.executable, "-m", "agent", "agent", "-node", f"i{i:02d}", "-bind", h, "-client", h,
              "-data-dir", os.path.join(data, f"i{i}"), "-log-level", "warn"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, h in enumerate(self.hosts)]
-        for h in self.hosts:
-            # 50 Python processes starting at once on 2 cores take a while
-            _wait(lambda h=h: self._get(h, "/v1/agent/self") is not None, 60 + 3 * n,
-                  f"isthmus {h} up")
+        try:
+            for h in self.hosts:
+                # 50 Python processes starting at once on 2 cores take a while
+                _wait(lambda h=h: self._get(h, "/v1/agent/self") is not None, 60 + 3 * n,
+                      f"isthmus {h} up")
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def _get(h: str, path: str, method: str = "GET"):
