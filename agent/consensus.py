@@ -17,7 +17,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from . import log
-from .errors import IsthmusError, RPCError
+from .errors import IsthmusError, RPCConnectError, RPCError
 from .raft.messages import Server
 from .raft.node import NoLeader, NotLeaderError, RaftNode, RaftOptions
 from .raft.transport import RaftTransport
@@ -35,6 +35,8 @@ _log = log.get("raft")
 
 BOOTSTRAP_RETRY = 1.0          # seconds between bootstrap-expect checks
 RECONCILE_INTERVAL = 60.0      # Consul's reconcile_interval
+RPC_HOLD_TIMEOUT = 7.0         # Consul's rpc_hold_timeout: how long a request waits for a leader
+HOLD_POLL = 0.05
 
 
 class Consensus:
@@ -252,13 +254,30 @@ class Consensus:
 
     # ------------------------------------------------------------------ forwarding
 
-    async def forward_to_leader(self, method: str, body: Any) -> Any:
-        """Send an RPC to the leader (Consul's srv.forward for writes and consistent reads)."""
-        leader = self.node.leader_address if self.node else ""
-        if not leader or leader == self.agent.rpc_advertise:
-            raise NoLeader()
-        host, _, port = leader.rpartition(":")
-        return await self.agent.rpc_pool.call((host, int(port)), method, body)
+    async def route(self, method: str, body: Any, local):
+        """Run `local()` here if we lead, else forward the RPC to the leader (Consul's
+        srv.forward). Without a leader, or when the leader cannot be dialled, it waits and
+        retries for up to RPC_HOLD_TIMEOUT (Consul's rpc_hold_timeout) — an election in
+        progress is a short wait, not an error."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RPC_HOLD_TIMEOUT
+        while True:
+            node = self.node
+            if node is None:
+                raise NoLeader()
+            if node.is_leader:
+                return await local()
+            leader = node.leader_address
+            if leader and leader != self.agent.rpc_advertise:
+                host, _, port = leader.rpartition(":")
+                try:
+                    return await self.agent.rpc_pool.call((host, int(port)), method, body)
+                except RPCConnectError:             # never reached it: safe to try again
+                    if loop.time() >= deadline:
+                        raise
+            elif loop.time() >= deadline:
+                raise NoLeader()
+            await asyncio.sleep(HOLD_POLL)
 
     async def transfer_leader(self, to: str) -> None:
         """Hand leadership to server `to` and wait until it leads (Consul's transfer-leader)."""

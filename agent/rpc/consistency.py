@@ -35,9 +35,7 @@ def check_dc(body: Any, datacenter: str) -> None:
 async def write(consensus: "Consensus", method: str, body: dict,
                 local: Callable[[], Awaitable[Any]]) -> Any:
     """Run `local()` on the leader, or forward the whole call there."""
-    if consensus.not_leader():
-        return await consensus.forward_to_leader(method, body)
-    return await local()
+    return await consensus.route(method, body, local)
 
 
 async def read(consensus: "Consensus", method: str, body: dict,
@@ -46,10 +44,11 @@ async def read(consensus: "Consensus", method: str, body: dict,
     picks. With `MinQueryIndex` (and `tables`, the tables `local` reads) it is a blocking
     query: it returns once the index passes MinQueryIndex or `MaxQueryTime` (seconds;
     default 5 min, at most 10, plus up to 1/16 jitter) runs out, as Consul's blockingQuery."""
-    stale = bool(body.get("AllowStale"))
     node = consensus.node
-    if not stale and consensus.not_leader():
-        return await consensus.forward_to_leader(method, body)
+    if not body.get("AllowStale") and consensus.not_leader():
+        async def here() -> dict:           # we became the leader while waiting for one
+            return await read(consensus, method, body, local, tables)
+        return await consensus.route(method, body, here)
     min_index = body.get("MinQueryIndex") or 0
     if body.get("RequireConsistent"):
         await node.consistent_read()
