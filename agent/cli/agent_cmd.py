@@ -5,6 +5,8 @@ SIGINT/SIGTERM stop the agent gracefully; a second signal during shutdown forces
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import os
 import resource
 import signal
@@ -63,6 +65,16 @@ def banner(cfg: AgentConfig, node_id: str, rpc_port: int, http: list[tuple[str, 
     return "\n".join(lines)
 
 
+def release_startup_memory() -> None:
+    """Hand the heap that start-up used and freed (config parsing, imports) back to the OS:
+    glibc keeps it otherwise, and a long-running agent's RSS would carry it forever."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):        # not glibc: nothing to do
+        pass
+
+
 def run(argv: list[str]) -> int:
     if any(a in ("-h", "-help", "--help") for a in argv):
         print("Usage: isthmus agent [options]\n\n  Starts the Isthmus agent and runs until an "
@@ -101,6 +113,7 @@ async def _serve(cfg: AgentConfig, warnings: list[str], open_log, argv: list[str
     for w in warnings:
         _log.warning("%s", w)
     _log.info("Isthmus agent running! node=%s dc=%s", cfg.node_name, cfg.datacenter)
+    release_startup_memory()
 
     stop = asyncio.Event()
     caught: list[int] = []

@@ -1,5 +1,5 @@
-"""Agent TLS: certificate generation (`isthmus tls ...`) and SSL contexts following Consul's tlsutil."""
-from agent.tlsutil.certs import CertError, generate_ca, generate_cert
+"""Agent TLS: certificate generation (`isthmus tls ...`, in `certs`, imported on use: it
+pulls in cryptography's X.509 and key modules) and SSL contexts following Consul's tlsutil."""
 from agent.tlsutil.context import (
     TLSConfigError,
     client_context,
@@ -10,6 +10,6 @@ from agent.tlsutil.context import (
 )
 
 __all__ = [
-    "CertError", "TLSConfigError", "client_context", "generate_ca", "generate_cert",
-    "outgoing_server_hostname", "outgoing_tls_enabled", "server_context", "server_name",
+    "TLSConfigError", "client_context", "outgoing_server_hostname", "outgoing_tls_enabled",
+    "server_context", "server_name",
 ]

@@ -32,8 +32,10 @@ from __future__ import annotations
 import os
 import ssl
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 from agent.config.model import TLSSettings
 from agent.errors import IsthmusError
@@ -104,6 +106,8 @@ def _read(path: str, what: str) -> bytes:
 
 
 def _pem_certs(data: bytes, path: str, what: str) -> list[x509.Certificate]:
+    # cryptography's X.509 parts load only when TLS is configured (a few MiB of RSS)
+    from cryptography import x509
     if b"-----BEGIN CERTIFICATE-----" not in data:
         raise TLSConfigError(f"{what} {path}: no PEM-encoded certificate found")
     try:
@@ -157,6 +161,7 @@ def _load_cas(ctx: ssl.SSLContext, s: TLSSettings) -> bool:
                 raise TLSConfigError(f"ca_path {s.ca_path}: no CAs found")
     else:
         return False
+    from cryptography.hazmat.primitives import serialization
     for path, what in files:
         certs = _pem_certs(_read(path, what), path, what)
         pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
@@ -168,6 +173,7 @@ def _load_cas(ctx: ssl.SSLContext, s: TLSSettings) -> bool:
 
 
 def _spki(key_or_cert) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     pub = key_or_cert.public_key()
     return pub.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -181,6 +187,7 @@ def _load_key_pair(ctx: ssl.SSLContext, s: TLSSettings) -> bool:
         raise TLSConfigError(f"key_file {s.key_file} is set but cert_file is not")
     if not s.key_file:
         raise TLSConfigError(f"cert_file {s.cert_file} is set but key_file is not")
+    from cryptography.hazmat.primitives import serialization
     certs = _pem_certs(_read(s.cert_file, "cert_file"), s.cert_file, "cert_file")
     key_data = _read(s.key_file, "key_file")
     if b"PRIVATE KEY-----" not in key_data:
