@@ -7,11 +7,11 @@ Consul's name order); `?filter=` is refused with 400 (bexpr filters are not impl
 """
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..state.catalog import clone
 from .body import ANY, BOOL, INT, STR, ListOf, MapOf, Struct, decode_body
 from .errors import bad_request
 from .query import meta_headers, query_options
@@ -80,7 +80,7 @@ def node_service_json(s: dict) -> dict:
     if s.get("SocketPath"):
         out["SocketPath"] = s["SocketPath"]
     out.update({"Weights": s["Weights"], "EnableTagOverride": s["EnableTagOverride"],
-                "Proxy": s["Proxy"] or copy.deepcopy(EMPTY_PROXY), "Connect": s["Connect"] or {},
+                "Proxy": s["Proxy"] or clone(EMPTY_PROXY), "Connect": s["Connect"] or {},
                 "CreateIndex": s["CreateIndex"], "ModifyIndex": s["ModifyIndex"]})
     return out
 
@@ -102,7 +102,7 @@ def _service_node_json(s: dict) -> dict:
         out.pop("ServiceTaggedAddresses", None)
     if not out.get("ServiceSocketPath"):
         out.pop("ServiceSocketPath", None)
-    out["ServiceProxy"] = out["ServiceProxy"] or copy.deepcopy(EMPTY_PROXY)
+    out["ServiceProxy"] = out["ServiceProxy"] or clone(EMPTY_PROXY)
     out["ServiceConnect"] = out["ServiceConnect"] or {}
     # RaftIndex comes last in Consul's struct
     out["CreateIndex"], out["ModifyIndex"] = out.pop("CreateIndex"), out.pop("ModifyIndex")

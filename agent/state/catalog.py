@@ -9,7 +9,6 @@ applies whole or not at all.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import msgpack
@@ -21,6 +20,18 @@ REGISTER_REQUEST = 0
 DEREGISTER_REQUEST = 1
 
 TABLES = ("nodes", "services", "checks")
+
+
+def clone(v):
+    """A deep copy of JSON-like rows (dicts, lists, scalars): what reads hand out, so the
+    caller may change them; several times faster than copy.deepcopy."""
+    t = type(v)
+    if t is dict:
+        return {k: clone(x) for k, x in v.items()}
+    if t is list:
+        return [clone(x) for x in v]
+    return v
+
 
 PASSING, WARNING, CRITICAL, MAINT, ANY = "passing", "warning", "critical", "maintenance", "any"
 
@@ -78,7 +89,7 @@ def _tags_match(tags: list | None, wanted: list) -> bool:
 
 
 def _norm_service(svc: dict) -> dict:
-    row = {k: copy.deepcopy(svc.get(k, d)) for k, d in _SERVICE_DEFAULTS.items()}
+    row = {k: clone(svc.get(k, d)) for k, d in _SERVICE_DEFAULTS.items()}
     for k in ("Kind", "ID", "Service", "Address", "SocketPath"):
         row[k] = row[k] or ""
     row["Port"] = row["Port"] or 0
@@ -92,7 +103,7 @@ def _norm_service(svc: dict) -> dict:
 
 
 def _norm_check(chk: dict) -> dict:
-    row = {k: copy.deepcopy(chk.get(k, d)) for k, d in _CHECK_DEFAULTS.items()}
+    row = {k: clone(chk.get(k, d)) for k, d in _CHECK_DEFAULTS.items()}
     for k in ("Node", "CheckID", "Name", "Status", "Notes", "Output", "ServiceID", "ServiceName",
               "Type", "Interval", "Timeout"):
         row[k] = row[k] or ""
@@ -158,8 +169,8 @@ class Catalog:
         new_node = {"ID": req.get("ID") or "", "Node": name,
                     "Address": req.get("Address") or "",
                     "Datacenter": req.get("Datacenter") or "",
-                    "TaggedAddresses": copy.deepcopy(req.get("TaggedAddresses") or None),
-                    "Meta": copy.deepcopy(req.get("NodeMeta") or None)}
+                    "TaggedAddresses": clone(req.get("TaggedAddresses") or None),
+                    "Meta": clone(req.get("NodeMeta") or None)}
         write_node = node is None or (not req.get("SkipNodeUpdate")
                                       and not _same(node, new_node, NODE_FIELDS))
         # --- validate everything first: a registration applies whole or not at all
@@ -191,7 +202,7 @@ class Catalog:
                 s = pool.get(chk["ServiceID"].lower())
                 if s is None:
                     return CommandError("failed inserting check: Missing service registration")
-                chk["ServiceName"], chk["ServiceTags"] = s["Service"], copy.deepcopy(s["Tags"])
+                chk["ServiceName"], chk["ServiceTags"] = s["Service"], clone(s["Tags"])
         # --- apply
         if write_node:
             if node is None:
@@ -281,10 +292,10 @@ class Catalog:
 
     def get_node(self, name: str) -> dict | None:
         row = self.nodes.get(name.lower())
-        return copy.deepcopy(row) if row else None
+        return clone(row) if row else None
 
     def list_nodes(self, node_meta: dict | None = None) -> tuple[int, list[dict]]:
-        out = [copy.deepcopy(self.nodes[k]) for k in sorted(self.nodes)
+        out = [clone(self.nodes[k]) for k in sorted(self.nodes)
                if meta_matches(self.nodes[k]["Meta"], node_meta)]
         return self._index("nodes"), out
 
@@ -327,7 +338,7 @@ class Catalog:
             n = self.nodes[nkey]
             if not meta_matches(n["Meta"], node_meta):
                 continue
-            out.append(copy.deepcopy({
+            out.append(clone({
                 "ID": n["ID"], "Node": n["Node"], "Address": n["Address"],
                 "Datacenter": n["Datacenter"], "TaggedAddresses": n["TaggedAddresses"],
                 "NodeMeta": n["Meta"], "ServiceKind": s["Kind"], "ServiceID": s["ID"],
@@ -347,14 +358,14 @@ class Catalog:
         n = self.nodes.get(key)
         if n is None:
             return idx, None
-        services = {s["ID"]: copy.deepcopy(s)
+        services = {s["ID"]: clone(s)
                     for _, s in sorted(self.services.get(key, {}).items())}
-        return idx, {"Node": copy.deepcopy(n), "Services": services}
+        return idx, {"Node": clone(n), "Services": services}
 
     def node_checks(self, name: str) -> tuple[int, list[dict]]:
         key = name.lower()
         rows = self.checks.get(key, {})
-        return self._index("checks"), [copy.deepcopy(rows[c]) for c in sorted(rows)]
+        return self._index("checks"), [clone(rows[c]) for c in sorted(rows)]
 
     def _all_checks(self):
         for nkey in sorted(self.checks):
@@ -363,14 +374,14 @@ class Catalog:
 
     def service_checks(self, service: str, node_meta: dict | None = None) -> tuple[int, list[dict]]:
         want = service.lower()
-        out = [copy.deepcopy(c) for nkey, c in self._all_checks()
+        out = [clone(c) for nkey, c in self._all_checks()
                if c["ServiceName"].lower() == want
                and meta_matches(self.nodes[nkey]["Meta"], node_meta)]
         return self._index("checks", "nodes") if node_meta else self._index("checks"), out
 
     def checks_in_state(self, state: str, node_meta: dict | None = None) -> tuple[int, list[dict]]:
         """Checks with Status == state ("any": all). An unknown state matches nothing."""
-        out = [copy.deepcopy(c) for nkey, c in self._all_checks()
+        out = [clone(c) for nkey, c in self._all_checks()
                if (state == ANY or c["Status"] == state)
                and meta_matches(self.nodes[nkey]["Meta"], node_meta)]
         return self._index("checks", "nodes") if node_meta else self._index("checks"), out
@@ -389,5 +400,5 @@ class Catalog:
             sid = s["ID"].lower()
             checks = [c for _, c in sorted(self.checks.get(nkey, {}).items())
                       if not c["ServiceID"] or c["ServiceID"].lower() == sid]
-            out.append(copy.deepcopy({"Node": n, "Service": s, "Checks": checks}))
+            out.append(clone({"Node": n, "Service": s, "Checks": checks}))
         return self._index("nodes", "services", "checks"), out
