@@ -41,7 +41,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from benchmarks.common import free_ports, load_from_env
 from benchmarks.summary import RESULTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,23 +84,11 @@ class Load:
     def from_env(self) -> Load:
         env = {"duration": "ISTHMUS_HTTP_DURATION", "conc": "ISTHMUS_HTTP_CONC",
                "watchers": "ISTHMUS_HTTP_WATCHERS", "services": "ISTHMUS_HTTP_SERVICES"}
-        changes = {f: type(getattr(self, f))(os.environ[v]) for f, v in env.items() if v in os.environ}
-        return dataclasses.replace(self, **changes)
+        return load_from_env(self, env)
 
 
 FULL = Load()
 SMOKE = Load(duration=0.3, warmup=0.1, seq_duration=0.2, conc=8, watchers=1000, services=100)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _pinned(cpus: set[int] | None):

@@ -32,7 +32,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import free_ports, load_from_env
 from benchmarks.procstat import cpu_seconds, rss_kib
 from benchmarks.raft_nodes.control import ControlClient
 from benchmarks.summary import RESULTS
@@ -76,8 +76,7 @@ class Load:
     def from_env(self) -> Load:
         env = {"seq_puts": "ISTHMUS_RAFT_SEQ_PUTS", "window": "ISTHMUS_RAFT_WINDOW",
                "pipe_seconds": "ISTHMUS_RAFT_PIPE_SECONDS", "idle_seconds": "ISTHMUS_RAFT_IDLE_SECONDS"}
-        changes = {f: type(getattr(self, f))(os.environ[v]) for f, v in env.items() if v in os.environ}
-        return dataclasses.replace(self, **changes)
+        return load_from_env(self, env)
 
 
 FULL = Load()
@@ -92,17 +91,6 @@ def unavailable(kind: str) -> str | None:
     if kind == "pysyncobj" and find_spec("pysyncobj") is None:
         return "pysyncobj is not installed (pip install -e '.[bench]')"
     return None
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def rss_mib(pid: int) -> float:
