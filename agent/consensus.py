@@ -8,7 +8,9 @@
   autopilot): a new alive server joins as a non-voter and is promoted once it has been
   healthy for `server_stabilization_time`; a server that left is removed; a failed one is
   removed when `cleanup_dead_servers` is on and a quorum of voters stays.
-* Writes and `?consistent` reads that reach a follower are forwarded to the leader.
+* The leader also keeps the catalog in step with the LAN pool (`rpc.catalog.reconcile_members`).
+* Writes and non-stale reads that reach a follower are forwarded to the leader; without a
+  leader they wait up to RPC_HOLD_TIMEOUT for one (`route`).
 """
 from __future__ import annotations
 
