@@ -16,9 +16,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct free ports: the sockets are held together while the kernel picks, so
+    two of them can never be the same port."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def isthmus(*args: str, env: dict | None = None, timeout: float = 30,
@@ -33,10 +44,8 @@ class AgentProc:
 
     def __init__(self, *args: str, host: str = "127.0.0.1") -> None:
         self.host = host
-        self.http_port = free_port(host)
-        self.server_port = free_port(host)
-        self.serf_lan_port = free_port(host)
-        self.serf_wan_port = free_port(host)
+        self.http_port, self.server_port, self.serf_lan_port, self.serf_wan_port = \
+            free_ports(4, host)
         self.args = [*args]
         for flag, port in (("-http-port", self.http_port), ("-server-port", self.server_port),
                            ("-serf-lan-port", self.serf_lan_port),

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from .procs import AgentProc, free_port
+from .procs import AgentProc, free_ports
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class Server:
         self.host = f"127.0.0.{i + 1}"
         self.name = f"s{i + 1}"
         self.data = os.path.join(tmp, self.name)
-        self.ports = {p: free_port(self.host) for p in ("http", "server", "serf-lan", "serf-wan")}
+        self.ports = dict(zip(("http", "server", "serf-lan", "serf-wan"), free_ports(4, self.host)))
         self.join = join
         self.expect = expect
         self.extra = list(extra)
