@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.integration.procs import AgentProc, free_port, isthmus
+from tests.integration.procs import AgentProc, free_ports, isthmus
 
 pytestmark = pytest.mark.interop
 
@@ -36,8 +36,8 @@ class SerfProc:
     def __init__(self, name: str, host: str, *extra: str) -> None:
         self.name = name
         self.host = host
-        self.port = free_port(host)
-        self.rpc = f"{host}:{free_port(host)}"
+        self.port, rpc_port = free_ports(2, host)
+        self.rpc = f"{host}:{rpc_port}"
         self.proc = subprocess.Popen(
             [SERF, "agent", f"-node={name}", f"-bind={host}:{self.port}", f"-rpc-addr={self.rpc}",
              "-log-level=debug", *extra],
