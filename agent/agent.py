@@ -15,11 +15,12 @@ from .rpc.registry import CallContext, Registry
 from .rpc.server import RPCServer
 from .rpc.status import Leadership, NoConsensus, register_status
 from .tags import lan_tags
-from .tlsutil.context import client_context, outgoing_server_hostname, server_context
+from .tlsutil.context import (area_client_context, client_context, outgoing_server_hostname,
+                              server_context)
 
 _log = log.get("agent")
 # Server RPC endpoint modules (agent/rpc/<name>.py), each with register(registry, agent).
-SERVER_RPC_MODULES = ["kvs", "operator_raft", "session", "txn", "catalog", "health"]
+SERVER_RPC_MODULES = ["kvs", "operator_raft", "operator_area", "session", "txn", "catalog", "health"]
 LOCAL_CALL = CallContext(("local", 0), False)
 
 
@@ -37,6 +38,8 @@ class Agent:
         self.http = None
         self.lan = None                  # GossipPool: every agent
         self.wan = None                  # GossipPool: servers only
+        self.federation = None           # Federation (router, forwarding): servers only
+        self.areas = None                # AreaManager (network areas' pools): servers only
         self.leave_requested = asyncio.Event()
         self._data_dir: DataDir | None = None
         self._join_tasks: set[asyncio.Task] = set()
@@ -63,6 +66,7 @@ class Agent:
             tls = cfg.tls_internal_rpc
             self.rpc_pool = RPCPool(
                 cfg.limits, tls_context=client_context(tls),
+                tls_if_possible=area_client_context(tls) if cfg.server else None,
                 server_name=lambda dc: outgoing_server_hostname(tls, dc or cfg.datacenter,
                                                                 cfg.domain))
             if cfg.server:
@@ -70,6 +74,8 @@ class Agent:
             await self._start_gossip()
             if self.consensus is not None and self.lan is not None:
                 self.consensus.attach_gossip(self.lan)
+            if cfg.server:
+                await self._start_federation()
             from .user_events import attach as attach_user_events
             attach_user_events(self)              # /v1/event/list: events from now on
             if not cfg.server:
@@ -133,6 +139,20 @@ class Agent:
                 pool.listeners.append(persist)
             setattr(self, kind, pool)
 
+    async def _start_federation(self) -> None:
+        """The router over the WAN pool and the network areas' pools (servers only)."""
+        from .federation import Federation
+        self.federation = Federation(self)
+        self.federation.start()
+        self.registry.datacenter = self.config.datacenter
+        self.registry.forward = self.federation.forward
+        try:                                    # TEMP until agent/areas lands
+            from .areas.manager import AreaManager
+        except ImportError:
+            return
+        self.areas = AreaManager(self)
+        await self.areas.start()
+
     async def _start_local(self) -> None:
         from .local.manager import LocalAgent
         from .serf.core import STATUS_ALIVE
@@ -194,6 +214,13 @@ class Agent:
         for t in list(self._join_tasks):
             t.cancel()
         await asyncio.gather(*self._join_tasks, return_exceptions=True)
+        if self.areas is not None:
+            await self.areas.stop()
+            self.areas = None
+        if self.federation is not None:
+            self.registry.forward = None
+            await self.federation.stop()
+            self.federation = None
         for kind in ("wan", "lan"):
             pool = getattr(self, kind)
             if pool is not None:
@@ -234,6 +261,8 @@ class Agent:
             entry = self.registry.methods.get(method)
             if entry is None:
                 raise IsthmusError(self.registry.missing(method))
+            if self.registry.remote(body):
+                return await self.registry.forward(method, body)
             fn, is_async = entry
             result = fn(body, LOCAL_CALL)
             return await result if is_async else result

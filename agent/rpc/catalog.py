@@ -2,7 +2,7 @@
 reconciliation (Consul's leader.go reconcile / reconcileMember / reconcileReaped).
 
 Register, Deregister: validated as Consul does, applied through Raft on the leader.
-ListDatacenters: this datacenter only until the WAN/areas router (issue #6).
+ListDatacenters: ours and every datacenter the router reaches, nearest first.
 ListNodes, ListServices, ServiceNodes, NodeServices: reads with Consul's consistency modes
 and blocking queries on the catalog tables.
 """
@@ -191,8 +191,8 @@ def register(registry: Registry, agent: "Agent") -> None:
         return await write(consensus, "Catalog.Deregister", body, local)
 
     async def list_datacenters(body: Any, ctx: CallContext) -> list[str]:
-        # no WAN federation yet: Consul then answers with its own datacenter only
-        return [datacenter]
+        fed = agent.federation
+        return fed.datacenters() if fed is not None else [datacenter]
 
     async def list_nodes(body: Any, ctx: CallContext) -> dict:
         check_dc(body, datacenter)

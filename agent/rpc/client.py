@@ -3,6 +3,8 @@
 Calls share the connection and are matched by `Seq`; each has its own deadline. A broken
 connection fails its calls with ConnectionLost and is dropped; the next call reconnects.
 TLS (when a client context is given): connect, send byte 3, handshake, then byte 0 inside.
+A call may ask for TLS (`tls=True`: servers of an area with UseTLS) where the default is
+plaintext; it then uses `tls_if_possible`, or plaintext when the agent has no TLS material.
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ _log = log.get("rpc.client")
 
 
 class _ClientConn(asyncio.Protocol):
-    def __init__(self, pool: "RPCPool", addr: Addr) -> None:
+    def __init__(self, pool: "RPCPool", addr: Addr, key: tuple) -> None:
         self._pool = pool
         self.addr = addr
+        self.key = key
         self._feed = FrameDecoder(REPLY, pool.limits.rpc_max_header_bytes,
                                   pool.limits.rpc_max_body_bytes).feed
         self._pending: dict[int, tuple[asyncio.Future, asyncio.TimerHandle | None]] = {}
@@ -101,20 +104,25 @@ class RPCPool:
 
     def __init__(self, limits: Limits | None = None, *, tls_context: ssl.SSLContext | None = None,
                  server_name: Callable[[str | None], str | None] | None = None,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0,
+                 tls_if_possible: ssl.SSLContext | None = None) -> None:
         self.limits = limits or Limits()
         self.tls_context = tls_context
+        self.tls_if_possible = tls_if_possible or tls_context
         self._server_name = server_name or (lambda dc: None)
         self.connect_timeout = connect_timeout
-        self._conns: dict[Addr, _ClientConn] = {}
-        self._connecting: dict[Addr, asyncio.Future] = {}
+        self._conns: dict[tuple, _ClientConn] = {}
+        self._connecting: dict[tuple, asyncio.Future] = {}
 
     async def call(self, addr: Addr, method: str, body: Any = None, *,
-                   timeout: float | None = None, dc: str | None = None) -> Any:
+                   timeout: float | None = None, dc: str | None = None,
+                   tls: bool = False) -> Any:
         """Call `method` on the server at `addr`; its error reply raises a typed RPCError."""
-        conn = self._conns.get(addr)
+        ctx = self.tls_if_possible if tls else self.tls_context
+        key = (addr, ctx is not None)
+        conn = self._conns.get(key)
         if conn is None or conn.closed:
-            conn = await self._get(addr, dc)
+            conn = await self._get(key, dc, ctx)
         if timeout is None:
             timeout = self.limits.rpc_client_timeout
         return await conn.call(method, {} if body is None else body, timeout)
@@ -130,17 +138,17 @@ class RPCPool:
         await asyncio.sleep(0)
 
     def _forget(self, conn: _ClientConn) -> None:
-        if self._conns.get(conn.addr) is conn:
-            del self._conns[conn.addr]
+        if self._conns.get(conn.key) is conn:
+            del self._conns[conn.key]
 
-    async def _get(self, addr: Addr, dc: str | None) -> _ClientConn:
-        waiting = self._connecting.get(addr)
+    async def _get(self, key: tuple, dc: str | None, ctx: ssl.SSLContext | None) -> _ClientConn:
+        waiting = self._connecting.get(key)
         if waiting is not None:
             return await asyncio.shield(waiting)
         fut = asyncio.get_running_loop().create_future()
-        self._connecting[addr] = fut
+        self._connecting[key] = fut
         try:
-            conn = await self._connect(addr, dc)
+            conn = await self._connect(key, dc, ctx)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 fut.cancel()
@@ -149,14 +157,17 @@ class RPCPool:
                 fut.exception()            # retrieved: no "never retrieved" warning
             raise
         finally:
-            self._connecting.pop(addr, None)
-        self._conns[addr] = conn
+            self._connecting.pop(key, None)
+        self._conns[key] = conn
         fut.set_result(conn)
         return conn
 
-    async def _connect(self, addr: Addr, dc: str | None) -> _ClientConn:
-        _, conn = await dial(addr, RPC_CONSUL, lambda: _ClientConn(self, addr),
-                             tls_context=self.tls_context, server_name=self._server_name(dc),
+    async def _connect(self, key: tuple, dc: str | None,
+                       ctx: ssl.SSLContext | None) -> _ClientConn:
+        addr = key[0]
+        _, conn = await dial(addr, RPC_CONSUL, lambda: _ClientConn(self, addr, key),
+                             tls_context=ctx,
+                             server_name=self._server_name(dc) if ctx is self.tls_context else None,
                              timeout=self.connect_timeout)
         return conn
 

@@ -11,22 +11,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ..errors import IsthmusError
+from ..router.core import NoPath
 from .blocking import wait_time
 
 if TYPE_CHECKING:
     from ..consensus import Consensus
 
 
-class NoPath(IsthmusError):
-    def __init__(self, dc: str) -> None:
-        super().__init__("No path to datacenter")
-        self.dc = dc
-
-
 def check_dc(body: Any, datacenter: str) -> None:
-    """Forwarding to other datacenters arrives with the router (issue #6); until then every
-    other datacenter is one this server has no path to."""
+    """A handler's guard: a request for another datacenter is forwarded by the registry
+    before any handler runs (agent/federation.py), so one that gets here had no path."""
     dc = body.get("Datacenter") if isinstance(body, dict) else None
     if dc and dc != datacenter:
         raise NoPath(dc)

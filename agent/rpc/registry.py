@@ -22,6 +22,17 @@ class Registry:
     def __init__(self) -> None:
         self.methods: dict[str, tuple[Handler, bool]] = {}
         self.services: set[str] = set()
+        # Servers: requests whose body names another datacenter go to
+        # `forward(method, body)` instead of the handler (Consul's srv.forward → forwardDC).
+        self.datacenter = ""
+        self.forward: Callable[[str, dict], Any] | None = None
+
+    def remote(self, body: Any) -> bool:
+        """Whether a request body names a datacenter other than ours (and we forward)."""
+        if self.forward is None or body.__class__ is not dict:
+            return False
+        dc = body.get("Datacenter")
+        return bool(dc) and dc != self.datacenter
 
     def register(self, name: str, fn: Handler) -> None:
         service, dot, method = name.partition(".")

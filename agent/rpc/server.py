@@ -334,6 +334,9 @@ class RPCConnection(asyncio.Protocol):
                 out.append(encode_reply(method, seq, self._registry.missing(method), ERROR_BODY))
                 continue
             fn, is_async = entry
+            if self._registry.remote(body):        # another datacenter's request
+                self._start_async(self._forwarder(method), method, seq, body)
+                continue
             if is_async:
                 self._start_async(fn, method, seq, body)
                 continue
@@ -343,6 +346,10 @@ class RPCConnection(asyncio.Protocol):
                 out.append(self._error_reply(method, seq, exc))
         if out:
             self._tr.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _forwarder(self, method: str) -> Callable:
+        forward = self._registry.forward
+        return lambda body, ctx: forward(method, body)
 
     def _error_reply(self, method: str, seq: int, exc: BaseException) -> bytes:
         if isinstance(exc, IsthmusError):

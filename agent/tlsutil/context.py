@@ -257,3 +257,18 @@ def client_context(s: TLSSettings) -> ssl.SSLContext | None:
     _load_cas(ctx, s)
     _load_key_pair(ctx, s)  # present our cert when we have one (mutual TLS)
     return ctx
+
+
+def area_client_context(s: TLSSettings) -> ssl.SSLContext | None:
+    """Context for servers of a network area with `UseTLS` ("use TLS if possible"): the
+    outgoing context when verify_outgoing is on, else one verifying the peer's chain against
+    our CA whenever a CA is configured; None (plaintext) without TLS material."""
+    ctx = client_context(s)
+    if ctx is not None or not _has_ca(s):
+        return ctx
+    ctx = _base(ssl.PROTOCOL_TLS_CLIENT, s)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    _load_cas(ctx, s)
+    _load_key_pair(ctx, s)
+    return ctx

@@ -1,0 +1,1 @@
+"""Routing to other datacenters (pure): per path (WAN or area) × datacenter server lists."""

@@ -1,0 +1,103 @@
+"""WAN federation with real processes: flood join, the router, and `?dc=` forwarding.
+
+dc1 = one server on 127.0.0.1; dc2 = two servers on 127.0.0.2/.3 that only join each
+other's LAN pool — flood join must put both into the WAN pool after one `join -wan`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from .procs import AgentProc, isthmus
+
+
+def wait(pred, within: float, what: str) -> float:
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < within:
+        try:
+            last = pred()
+        except (OSError, AssertionError, ValueError) as exc:
+            last = exc
+        if last is True:
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {within}s (last: {last!r})")
+
+
+def server(tmp, name: str, host: str, dc: str, expect: int, *extra: str) -> AgentProc:
+    p = AgentProc("-server", "-bootstrap-expect", str(expect), "-node", name, "-datacenter", dc,
+                  "-bind", host, "-client", host, "-data-dir", os.path.join(tmp, name),
+                  *extra, host=host)
+    p.wait_ready(60)
+    return p
+
+
+def leader_ok(p: AgentProc) -> bool:
+    status, body, _ = p.get("/v1/status/leader")
+    return status == 200 and json.loads(body) != ""
+
+
+@pytest.fixture
+def two_dcs(tmp_path):
+    procs: list[AgentProc] = []
+    try:
+        a = server(str(tmp_path), "a1", "127.0.0.1", "dc1", 1)
+        procs.append(a)
+        b1 = server(str(tmp_path), "b1", "127.0.0.2", "dc2", 2)
+        procs.append(b1)
+        b2 = server(str(tmp_path), "b2", "127.0.0.3", "dc2", 2,
+                    "-retry-join", f"127.0.0.2:{b1.serf_lan_port}", "-retry-interval", "1s")
+        procs.append(b2)
+        for p in procs:
+            wait(lambda p=p: leader_ok(p), 60, f"leader seen by {p.host}")
+        r = isthmus("join", "-http-addr", a.http, "-wan", f"127.0.0.2:{b1.serf_wan_port}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield a, b1, b2
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def wan_names(p: AgentProc) -> set[str]:
+    return {m["Name"] for m in p.get_json("/v1/agent/members?wan=1") if m["Status"] == 1}
+
+
+def test_flood_join_routing_and_forwarding(two_dcs):
+    a, b1, b2 = two_dcs
+    took = wait(lambda: wan_names(a) == {"a1.dc1", "b1.dc2", "b2.dc2"}, 45,
+                "every server in the WAN pool (b2 only by flood join)")
+    print(f"WAN pool complete {took:.2f}s after join -wan")
+    assert wait(lambda: a.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"], 30, "dc list")
+    assert b1.get_json("/v1/catalog/datacenters") == ["dc2", "dc1"]
+
+    # a write in dc2 through dc1, read back both ways
+    status, body, _ = a.get("/v1/kv/hello?dc=dc2", "PUT", b"world")
+    assert (status, body.strip()) == (200, "true"), body
+    assert json.loads(b1.get("/v1/kv/hello")[1])[0]["Key"] == "hello"
+    status, body, headers = a.get("/v1/kv/hello?dc=dc2&raw")
+    assert (status, body) == (200, "world")
+    assert int(headers["X-Consul-Index"]) > 0
+    assert a.get("/v1/kv/hello")[0] == 404                    # dc1 has no such key
+    nodes = {n["Node"] for n in a.get_json("/v1/catalog/nodes?dc=dc2")}
+    assert nodes == {"b1", "b2"}
+    # CLI through -datacenter
+    r = isthmus("kv", "get", "-http-addr", a.http, "-datacenter", "dc2", "hello")
+    assert (r.returncode, r.stdout.strip()) == (0, "world"), r.stderr
+
+    # unknown datacenter: Consul's error
+    status, body, _ = a.get("/v1/kv/hello?dc=nowhere")
+    assert status == 500 and "No path to datacenter" in body
+
+    # kill -9 every dc2 server in turn: the other still answers (failover at once)
+    b1.kill()
+    t0 = time.monotonic()
+    status, body, _ = a.get("/v1/catalog/nodes?dc=dc2&stale")
+    print(f"first request after kill -9 of b1: {status} in {time.monotonic() - t0:.3f}s")
+    assert status == 200, body
+    b2.kill()
+    status, body, _ = a.get("/v1/kv/hello?dc=dc2&stale")
+    assert status == 500 and "Remote DC has no server currently reachable" in body, body
