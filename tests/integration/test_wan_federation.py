@@ -66,7 +66,7 @@ def wan_names(p: AgentProc) -> set[str]:
     return {m["Name"] for m in p.get_json("/v1/agent/members?wan=1") if m["Status"] == 1}
 
 
-def test_flood_join_routing_and_forwarding(two_dcs):
+def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
     a, b1, b2 = two_dcs
     took = wait(lambda: wan_names(a) == {"a1.dc1", "b1.dc2", "b2.dc2"}, 45,
                 "every server in the WAN pool (b2 only by flood join)")
@@ -87,6 +87,19 @@ def test_flood_join_routing_and_forwarding(two_dcs):
     # CLI through -datacenter
     r = isthmus("kv", "get", "-http-addr", a.http, "-datacenter", "dc2", "hello")
     assert (r.returncode, r.stdout.strip()) == (0, "world"), r.stderr
+
+    # a client agent of dc1 forwards through its LAN server
+    c = AgentProc("-node", "c1", "-datacenter", "dc1", "-data-dir", str(tmp_path / "c1"),
+                  "-bind", "127.0.0.4", "-client",
+                  "127.0.0.4", "-retry-join", f"127.0.0.1:{a.serf_lan_port}",
+                  "-retry-interval", "1s", host="127.0.0.4")
+    try:
+        c.wait_ready(60)
+        wait(lambda: c.get("/v1/kv/hello?dc=dc2&raw")[1] == "world", 30,
+             "dc2's key read through a dc1 client agent")
+        assert c.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"]
+    finally:
+        c.kill()
 
     # unknown datacenter: Consul's error
     status, body, _ = a.get("/v1/kv/hello?dc=nowhere")
