@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "leave": (_cmd("leave"), "Gracefully leaves the cluster and shuts down"),
     "lock": (_cmd("lock", "kv_cmds"), "Execute a command holding a lock"),
     "watch": (_cmd("watch", "kv_cmds"), "Watch for changes in Isthmus"),
+    "demo": (_cmd("run", "demo_cmd"), "Runs a walkthrough on real agents (demo areas)"),
     "event": (_cmd("event", "kv_cmds"), "Fire a new event"),
     "members": (_cmd("members", "gossip_cmds"), "Lists the members of an Isthmus cluster"),
     "operator": (_cmd("operator", "operator_cmds"), "Provides cluster-level tools for Isthmus operators"),
