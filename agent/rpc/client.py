@@ -19,6 +19,7 @@ from _core.rpcframe import REPLY, FrameDecoder, encode_request
 from .. import log
 from ..config.model import Limits
 from ..errors import ConnectionLost, RPCConnectError, RPCTimeout, remote_error
+from .blocking import wait_time
 from .server import RPC_CONSUL, RPC_TLS
 
 Addr = tuple[str, int]
@@ -125,6 +126,10 @@ class RPCPool:
             conn = await self._get(key, dc, ctx)
         if timeout is None:
             timeout = self.limits.rpc_client_timeout
+            if body.__class__ is dict and body.get("MinQueryIndex"):
+                # a blocking query holds the reply for its wait (plus 1/16 jitter): Consul's
+                # client adds that to rpc_client_timeout
+                timeout += wait_time(float(body.get("MaxQueryTime") or 0)) * 17 / 16
         return await conn.call(method, {} if body is None else body, timeout)
 
     async def close(self) -> None:

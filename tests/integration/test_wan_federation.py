@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -88,6 +89,21 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
     r = isthmus("kv", "get", "-http-addr", a.http, "-datacenter", "dc2", "hello")
     assert (r.returncode, r.stdout.strip()) == (0, "world"), r.stderr
 
+    # a blocking query across datacenters: held in dc2, woken by a write there
+    index = int(headers["X-Consul-Index"])
+    got = {}
+
+    def block() -> None:
+        got["reply"] = a.get(f"/v1/kv/hello?dc=dc2&index={index}&wait=20s")
+    t = threading.Thread(target=block)
+    t.start()
+    time.sleep(0.5)
+    assert b2.get("/v1/kv/hello", "PUT", b"again")[0] == 200
+    t.join(30)
+    status, body, headers2 = got["reply"]
+    assert status == 200 and int(headers2["X-Consul-Index"]) > index
+    assert json.loads(body)[0]["Value"] == "YWdhaW4="          # base64 "again"
+
     # a client agent of dc1 forwards through its LAN server
     c = AgentProc("-node", "c1", "-datacenter", "dc1", "-data-dir", str(tmp_path / "c1"),
                   "-bind", "127.0.0.4", "-client",
@@ -95,7 +111,7 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
                   "-retry-interval", "1s", host="127.0.0.4")
     try:
         c.wait_ready(60)
-        wait(lambda: c.get("/v1/kv/hello?dc=dc2&raw")[1] == "world", 30,
+        wait(lambda: c.get("/v1/kv/hello?dc=dc2&raw")[1] == "again", 30,
              "dc2's key read through a dc1 client agent")
         assert c.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"]
     finally:
