@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import log
 from .errors import ConnectionLost, RPCConnectError, RPCTimeout
-from .router.core import WAN_AREA, DCUnreachable, Router, Server, server_from_tags
+from .router.core import WAN_AREA, DCUnreachable, Router, Server, apply_member_event
 from .serf.core import STATUS_ALIVE, STATUS_FAILED, MemberEvent
 
 if TYPE_CHECKING:
@@ -102,18 +102,10 @@ class Federation:
         self.router.set_tls(area, use_tls)
 
     def _member(self, area: str, m: Any, kind: str, now: float) -> None:
-        server = server_from_tags(m.name, m.addr, m.tags)
-        if server is None:
-            if m.tags.get("role") != "consul":
-                _log.warning("Non-server %r in the %s pool, ignored", m.name, area)
-            return
-        if kind in ("member-leave", "member-reap"):
-            self.router.remove_server(area, server.name, server.dc)
-        elif kind == "member-failed" or m.status == STATUS_FAILED:
-            self.router.add_server(area, server, now)      # known, but at the back
-            self.router.fail_server(area, server.name, server.dc)
-        else:
-            self.router.add_server(area, server, now)
+        server = apply_member_event(self.router, area, kind, m.name, m.addr, m.tags,
+                                    m.status == STATUS_FAILED, now)
+        if server is None and m.tags.get("role") != "consul":
+            _log.warning("Non-server %r in the %s pool, ignored", m.name, area)
 
     # ------------------------------------------------------------------ forwarding
 

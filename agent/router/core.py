@@ -68,6 +68,31 @@ def server_from_tags(name: str, ip: str, tags: dict[str, str], use_tls: bool = F
                   use_tls or tags.get("use_tls") == "1", tags.get("id", ""))
 
 
+def apply_member_event(router: "Router", area: str, kind: str, name: str, addr: str,
+                       tags: dict[str, str], failed: bool, now: float) -> Server | None:
+    """One member event of a global pool into the router (Consul's router Serf handlers):
+    join/update add the server, failed keeps it but at the back (soft fail), leave/reap remove
+    it. `failed`: the member's current Serf status is failed. Returns the server, or None for
+    a member that is not one (ignored).
+
+    A failed server already known is only rotated (Consul's FailServer): re-adding it would
+    clear the manager's offline mark, and a DC whose servers all died would be routed to
+    again until the next rebalance (the area-tree simulation showed it)."""
+    server = server_from_tags(name, addr, tags)
+    if server is None:
+        return None
+    if kind in ("member-leave", "member-reap"):
+        router.remove_server(area, server.name, server.dc)
+    elif kind == "member-failed" or failed:
+        m = router.manager(area, server.dc)
+        if m is None or all(s.name != server.name for s in m.servers):
+            router.add_server(area, server, now)      # first seen failed: known, at the back
+        router.fail_server(area, server.name, server.dc)
+    else:
+        router.add_server(area, server, now)
+    return server
+
+
 @dataclass(slots=True)
 class Manager:
     """One datacenter's servers on one path; `servers[0]` is the one in use."""
