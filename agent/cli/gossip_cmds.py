@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import re
@@ -183,16 +184,25 @@ def rtt(argv: list[str]) -> int:
         return 1
     client = APIClient(opts)
     try:
-        if len(nodes) == 1:
-            nodes = [client.request("GET", "/v1/agent/self")["Config"]["NodeName"], nodes[0]]
-        coords = {c["Node"]: c["Coord"] for c in client.request("GET", "/v1/coordinate/nodes")}
+        if len(nodes) == 1:             # the second node defaults to the agent (Consul's)
+            cfg = client.request("GET", "/v1/agent/self")["Config"]
+            me = cfg["NodeName"]
+            nodes = [nodes[0], f"{me}.{cfg['Datacenter']}" if opts["wan"] else me]
+        if opts["wan"]:                 # servers as `node.dc`, from every WAN/area pool
+            coords = {f"{c['Node']}.{e['Datacenter']}".lower(): c["Coord"]
+                      for e in client.request("GET", "/v1/coordinate/datacenters")
+                      for c in e["Coordinates"]}
+        else:   # the catalog's LAN coordinates (default segment), names case-insensitive
+            coords = {c["Node"].lower(): c["Coord"] for c in
+                      client.request("GET", "/v1/coordinate/nodes") if not c.get("Segment")}
     except APIError as exc:
         print(f"Error getting coordinates: {exc}", file=sys.stderr)
         return 1
     for n in nodes:
-        if n not in coords:
-            print(f"Could not find a coordinate for node {n!r}", file=sys.stderr)
+        if n.lower() not in coords:
+            print(f"Could not find a coordinate for node {json.dumps(n)}", file=sys.stderr)
             return 1
-    ms = _distance(coords[nodes[0]], coords[nodes[1]]) * 1000
-    print(f"Estimated {nodes[0]} <-> {nodes[1]} rtt: {ms:.3f} ms (using LAN coordinates)")
+    ms = _distance(coords[nodes[0].lower()], coords[nodes[1].lower()]) * 1000
+    print(f"Estimated {nodes[0]} <-> {nodes[1]} rtt: {ms:.3f} ms "
+          f"(using {'WAN' if opts['wan'] else 'LAN'} coordinates)")
     return 0

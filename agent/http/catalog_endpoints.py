@@ -2,8 +2,9 @@
 nodes, services, service/<name>, node/<node>, in Consul's JSON shapes (empty lists rather
 than null where Consul substitutes them) with its X-Consul-* headers.
 
-`?near=` is accepted and ignored (no sorting by network coordinates yet: results keep
-Consul's name order); `?filter=` is refused with 400 (bexpr filters are not implemented).
+`?near=<node>` (`_agent`: this agent's node) on nodes and service/<name> sorts by estimated
+RTT from that node (the RPC's `Source`; Consul's parseSource); `?filter=` is refused with
+400 (bexpr filters are not implemented).
 """
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ def read_options(agent: "Agent", request: web.Request) -> dict:
             filters[k] = v
         opts["NodeMetaFilters"] = filters
     return opts
+
+
+def near_options(agent: "Agent", request: web.Request, opts: dict) -> None:
+    """Consul's parseSource: `?near=` → Source {Datacenter (the request's), Node}."""
+    node = request.query.get("near", "")
+    if node:
+        if node == "_agent":
+            node = agent.config.node_name
+        opts["Source"] = {"Datacenter": opts["Datacenter"], "Node": node}
 
 
 def tag_options(request: web.Request, opts: dict) -> None:
@@ -137,7 +147,9 @@ async def datacenters(agent: "Agent", request: web.Request):
 
 
 async def nodes(agent: "Agent", request: web.Request):
-    reply = await agent.rpc("Catalog.ListNodes", read_options(agent, request))
+    opts = read_options(agent, request)
+    near_options(agent, request, opts)
+    reply = await agent.rpc("Catalog.ListNodes", opts)
     return json_response(reply.get("Nodes") or [], reply, request)
 
 
@@ -149,6 +161,7 @@ async def services(agent: "Agent", request: web.Request):
 async def service(agent: "Agent", request: web.Request):
     opts = read_options(agent, request)
     tag_options(request, opts)
+    near_options(agent, request, opts)
     opts["ServiceName"] = _segment(request, "Missing service name")
     reply = await agent.rpc("Catalog.ServiceNodes", opts)
     return json_response([_service_node_json(s) for s in reply.get("ServiceNodes") or []],

@@ -1,4 +1,4 @@
-"""Membership, joins, keyring and coordinates over HTTP, in Consul's shapes."""
+"""Membership, joins and keyring over HTTP, in Consul's shapes (coordinates: coordinate_endpoints)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -123,23 +123,10 @@ async def keyring_remove(agent: "Agent", request: web.Request) -> None:
     await _key_query(agent, "remove-key", await _key_from_body(request))
 
 
-async def coordinate_nodes(agent: "Agent", request: web.Request) -> list[dict]:
-    """LAN coordinates this agent knows (its own and its peers' from ping acks)."""
-    pool = agent.lan
-    if pool is None or pool.serf.coords is None:
-        return []
-    out = [{"Node": agent.config.node_name, "Segment": "", "Partition": "default",
-            "Coord": pool.serf.coords.get_coordinate().to_wire()}]
-    for name, coord in sorted(pool.serf.coord_cache.items()):
-        out.append({"Node": name, "Segment": "", "Partition": "default", "Coord": coord.to_wire()})
-    return out
-
-
 ROUTES = {
     "/v1/agent/members": {"GET": members},
     "/v1/agent/join/{address}": {"PUT": join},
     "/v1/agent/force-leave/{node}": {"PUT": force_leave},
     "/v1/operator/keyring": {"GET": keyring_list, "POST": keyring_install, "PUT": keyring_use,
                              "DELETE": keyring_remove},
-    "/v1/coordinate/nodes": {"GET": coordinate_nodes},
 }

@@ -1,14 +1,15 @@
 """/v1/health/* (Consul's agent/health_endpoint.go): node/<node>, checks/<service>,
 service/<service> (?passing, ?tag), state/<state> — with Consul's empty-list substitutions
-and X-Consul-* headers. `?near=` is accepted and ignored; `?filter=` is refused (400)."""
+and X-Consul-* headers. `?near=<node>` (`_agent`: this agent) on checks, service and state
+sorts by estimated RTT from that node; `?filter=` is refused (400)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .catalog_endpoints import (_segment, check_json, json_response, node_service_json,
-                                read_options, tag_options)
+from .catalog_endpoints import (_segment, check_json, json_response, near_options,
+                                node_service_json, read_options, tag_options)
 from .errors import bad_request
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ async def node(agent: "Agent", request: web.Request):
 
 async def checks(agent: "Agent", request: web.Request):
     opts = read_options(agent, request)
+    near_options(agent, request, opts)
     opts["ServiceName"] = _segment(request, "Missing service name")
     reply = await agent.rpc("Health.ServiceChecks", opts)
     return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)
@@ -62,6 +64,7 @@ def _filter_non_passing(nodes: list) -> list:
 async def service(agent: "Agent", request: web.Request):
     opts = read_options(agent, request)
     tag_options(request, opts)
+    near_options(agent, request, opts)
     opts["ServiceName"] = _segment(request, "Missing service name")
     passing = _passing(request)
     reply = await agent.rpc("Health.ServiceNodes", opts)
@@ -75,6 +78,7 @@ async def service(agent: "Agent", request: web.Request):
 
 async def state(agent: "Agent", request: web.Request):
     opts = read_options(agent, request)
+    near_options(agent, request, opts)
     opts["State"] = _segment(request, "Missing check state")
     reply = await agent.rpc("Health.ChecksInState", opts)
     return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)

@@ -4,7 +4,8 @@ reconciliation (Consul's leader.go reconcile / reconcileMember / reconcileReaped
 Register, Deregister: validated as Consul does, applied through Raft on the leader.
 ListDatacenters: ours and every datacenter the router reaches, nearest first.
 ListNodes, ListServices, ServiceNodes, NodeServices: reads with Consul's consistency modes
-and blocking queries on the catalog tables.
+and blocking queries on the catalog tables; ListNodes and ServiceNodes sort by estimated
+RTT from the request's `Source` node ({Datacenter, Node}: `?near=`) as Consul does.
 """
 from __future__ import annotations
 
@@ -200,6 +201,8 @@ def register(registry: Registry, agent: "Agent") -> None:
 
         def local() -> dict:
             idx, nodes = catalog.list_nodes(meta)
+            nodes = store.coordinates.sort_near(body.get("Source"), datacenter, nodes,
+                                                lambda n: n["Node"])
             return {"Nodes": nodes, "Index": idx}
         return await read(consensus, "Catalog.ListNodes", body, local, ("nodes",))
 
@@ -221,6 +224,8 @@ def register(registry: Registry, agent: "Agent") -> None:
 
         def local() -> dict:
             idx, nodes = catalog.service_nodes(name, tags, meta, addr or None)
+            nodes = store.coordinates.sort_near(body.get("Source"), datacenter, nodes,
+                                                lambda n: n["Node"])
             return {"ServiceNodes": nodes, "Index": idx}
         return await read(consensus, "Catalog.ServiceNodes", body, local, ("nodes", "services"))
 

@@ -1,6 +1,7 @@
 """`Health.*` endpoints (Consul's agent/consul/health_endpoint.go): NodeChecks,
 ServiceChecks, ServiceNodes, ChecksInState — reads with consistency modes and blocking
-queries on the catalog tables."""
+queries on the catalog tables; the last three sort by estimated RTT from the request's
+`Source` node ({Datacenter, Node}: `?near=`) as Consul does."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ def register(registry: Registry, agent: "Agent") -> None:
 
         def local() -> dict:
             idx, checks = catalog.service_checks(name, meta)
+            checks = store.coordinates.sort_near(body.get("Source"), datacenter, checks,
+                                                 lambda c: c["Node"])
             return {"HealthChecks": checks, "Index": idx}
         return await read(consensus, "Health.ServiceChecks", body, local, ("checks", "nodes"))
 
@@ -49,6 +52,8 @@ def register(registry: Registry, agent: "Agent") -> None:
 
         def local() -> dict:
             idx, nodes = catalog.check_service_nodes(name, tags, meta)
+            nodes = store.coordinates.sort_near(body.get("Source"), datacenter, nodes,
+                                                lambda n: n["Node"]["Node"])
             return {"Nodes": nodes, "Index": idx}
         return await read(consensus, "Health.ServiceNodes", body, local,
                           ("nodes", "services", "checks"))
@@ -59,6 +64,8 @@ def register(registry: Registry, agent: "Agent") -> None:
 
         def local() -> dict:
             idx, checks = catalog.checks_in_state(state, meta)
+            checks = store.coordinates.sort_near(body.get("Source"), datacenter, checks,
+                                                 lambda c: c["Node"])
             return {"HealthChecks": checks, "Index": idx}
         return await read(consensus, "Health.ChecksInState", body, local, ("checks", "nodes"))
 

@@ -182,20 +182,25 @@ def test_servers_of_two_datacenters_join_the_wan_pool(tmp_path, procs):
     assert statuses(a) == {"s1": 1} and statuses(b) == {"s2": 1}
 
 
+@pytest.mark.slow
 def test_coordinates_and_rtt(tmp_path, procs):
-    a = start("c1", "127.0.0.40", tmp_path)
+    # coordinates live in the servers' state store (agents send theirs every 15-30 s)
+    a = start("c1", "127.0.0.40", tmp_path, "-server", "-bootstrap")
     b = start("c2", "127.0.0.41", tmp_path)
     procs += [a, b]
     assert cli(b, "join", f"127.0.0.40:{a.serf_lan_port}").returncode == 0
-    # coordinates ride on probe acks: wait until c1 has sampled c2
-    wait_for("c1 has a coordinate for c2",
-             lambda: {c["Node"] for c in a.get_json("/v1/coordinate/nodes")} == {"c1", "c2"}, 15)
+    wait_for("both coordinates in the catalog",
+             lambda: {c["Node"] for c in a.get_json("/v1/coordinate/nodes")} == {"c1", "c2"}, 120)
     coords = {c["Node"]: c["Coord"] for c in a.get_json("/v1/coordinate/nodes")}
     assert len(coords["c2"]["Vec"]) == 8 and set(coords["c2"]) == {"Adjustment", "Error", "Height", "Vec"}
+    r = cli(b, "rtt", "C1")             # the second node is the agent's (Consul's order)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Estimated C1 <-> c2 rtt: ")
     r = cli(a, "rtt", "c2")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("Estimated c1 <-> c2 rtt: ") and r.stdout.rstrip().endswith(
+    assert r.stdout.startswith("Estimated c2 <-> c1 rtt: ") and r.stdout.rstrip().endswith(
         "ms (using LAN coordinates)")
-    assert cli(a, "rtt", "nobody").returncode == 1
+    r = cli(a, "rtt", "nobody")
+    assert r.returncode == 1 and 'Could not find a coordinate for node "nobody"' in r.stderr
     key = isthmus("keygen").stdout.strip()
     assert len(base64.b64decode(key)) == 32
