@@ -341,75 +341,11 @@ def lock(argv: list[str]) -> int:
             pass
 
 
-# ---------------------------------------------------------------------- watch
-
-def watch(argv: list[str]) -> int:
-    """`isthmus watch -type=key -key=K [handler]` / `-type=keyprefix -prefix=P [handler]`:
-    a blocking-query loop. Without a handler the current data is printed as JSON and the
-    command exits (as Consul's); with one, the handler runs with the JSON on stdin now and on
-    every change."""
-    import subprocess
-
-    def flags(fs) -> None:
-        fs.add("type", default="", usage="Specifies the watch type. One of key or keyprefix.")
-        fs.add("key", default="", usage="Specifies the key to watch. Only for 'key' type.")
-        fs.add("prefix", default="", usage="Specifies the key prefix to watch. Only for "
-               "'keyprefix' type.")
-        fs.add("shell", "bool", True, usage="Use a shell to run the command.")
-    got = _parse("watch", argv, flags)
-    if isinstance(got, int):
-        return got
-    opts, args = got
-    kind = opts["type"]
-    if not kind:
-        print("Error! Watch type must be specified", file=sys.stderr)
-        return 1
-    if kind == "key":
-        if not opts["key"]:
-            print("Error! Must specify a single key to watch", file=sys.stderr)
-            return 1
-        path, params = _path(opts["key"]), {}
-    elif kind == "keyprefix":
-        path, params = _path(opts["prefix"]), {"recurse": ""}
-    else:
-        print(f"Error! Unsupported watch type: {kind}", file=sys.stderr)
-        return 1
-    handler = " ".join(args)
-    client = APIClient(opts, timeout=700.0)
-    index = 0
-    last = None
-    while True:
-        q = dict(params)
-        if index:
-            q.update({"index": str(index), "wait": "5m"})
-        try:
-            raw, headers = _get_with_headers(client, path, q)
-        except APIError as exc:
-            print(f"Error querying Isthmus agent: {exc}", file=sys.stderr)
-            return 1
-        new_index = int(headers.get("X-Consul-Index") or 0)
-        ents = json.loads(raw) if raw.strip() else None
-        data = (ents[0] if ents else None) if kind == "key" else (ents or [])
-        if index and new_index < index:
-            new_index = 0                   # the index went backwards: start over
-        if not index or (new_index != index and data != last):
-            out = json.dumps(data, indent=4)
-            if not handler:
-                print(out)
-                return 0
-            try:
-                if opts["shell"]:
-                    subprocess.run(handler, shell=True, input=(out + "\n").encode())
-                else:
-                    subprocess.run(args, input=(out + "\n").encode())
-            except OSError as exc:
-                print(f"Error executing handler: {exc}", file=sys.stderr)
-            last = data
-        index = max(new_index, 1)
-
+# ---------------------------------------------------------------------- blocking GET
 
 def _get_with_headers(client: APIClient, path: str, params: dict) -> tuple[bytes, dict]:
-    """GET returning the body and headers; 404 is an empty answer (a key not there yet)."""
+    """GET returning the body and headers; 404 is an empty answer (a key not there yet).
+    Used by `watch` (watch_cmd.py)."""
     import urllib.error
     import urllib.request
     q = dict(params)
