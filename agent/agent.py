@@ -20,7 +20,7 @@ from .tlsutil.context import (area_client_context, client_context, outgoing_serv
 
 _log = log.get("agent")
 # Server RPC endpoint modules (agent/rpc/<name>.py), each with register(registry, agent).
-SERVER_RPC_MODULES = ["kvs", "operator_raft", "operator_area", "session", "txn", "catalog", "health"]
+SERVER_RPC_MODULES = ["kvs", "operator_raft", "operator_area", "session", "txn", "catalog", "health", "coordinate"]
 LOCAL_CALL = CallContext(("local", 0), False)
 
 
@@ -36,6 +36,7 @@ class Agent:
         self.rpc_server: RPCServer | None = None
         self.rpc_pool: RPCPool | None = None
         self.http = None
+        self.dns = None                  # DNSServer (agent/dns/): ports.dns, UDP and TCP
         self.lan = None                  # GossipPool: every agent
         self.wan = None                  # GossipPool: servers only
         self.federation = None           # Federation (router, forwarding): servers only
@@ -45,6 +46,7 @@ class Agent:
         self._join_tasks: set[asyncio.Task] = set()
         self.servers = None              # ServerManager: client agents only
         self.local = None                # LocalAgent: services and checks of this agent
+        self.coordinate_sender = None    # CoordinateSender: LAN coordinate → servers
         self.config_argv: list[str] | None = None   # what /v1/agent/reload re-reads
 
     @property
@@ -85,6 +87,13 @@ class Agent:
                 if self.lan is not None:
                     self.servers.attach(self.lan)
             await self._start_local()
+            from .coordinate_sender import CoordinateSender
+            self.coordinate_sender = CoordinateSender.start_for(self)
+            # DNS before HTTP: an answering HTTP API means the agent has fully started
+            if cfg.ports.dns > 0:                   # dnspython loads only where DNS runs
+                from .dns.server import DNSServer
+                self.dns = DNSServer(self)
+                await self.dns.start()
             from .http.server import HTTPServer     # aiohttp loads only where HTTP runs
             self.http = HTTPServer(self)
             await self.http.start()
@@ -146,10 +155,7 @@ class Agent:
         self.federation.start()
         self.registry.datacenter = self.config.datacenter
         self.registry.forward = self.federation.forward
-        try:                                    # TEMP until agent/areas lands
-            from .areas.manager import AreaManager
-        except ImportError:
-            return
+        from .areas.manager import AreaManager
         self.areas = AreaManager(self)
         await self.areas.start()
 
@@ -208,6 +214,12 @@ class Agent:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self.dns is not None:
+            await self.dns.stop()
+            self.dns = None
+        if self.coordinate_sender is not None:
+            await self.coordinate_sender.stop()
+            self.coordinate_sender = None
         if self.local is not None:
             await self.local.stop()
             self.local = None
@@ -241,6 +253,8 @@ class Agent:
 
     async def leave(self) -> None:
         """Graceful leave of every gossip pool (peers then see us `left`, not `failed`)."""
+        if self.areas is not None:
+            await self.areas.leave()
         for pool in (self.wan, self.lan):
             if pool is not None:
                 await pool.leave()

@@ -22,10 +22,14 @@ Subcommands:
 OPERATOR_USAGE = """Usage: isthmus operator <subcommand> [options]
 
 Subcommands:
+    area    Provides tools for working with network areas
     raft    Provides cluster-level tools for Isthmus operators"""
 
 
 def operator(argv: list[str]) -> int:
+    if argv and argv[0] == "area":
+        from .area_cmds import area
+        return area(argv[1:])
     if not argv or argv[0] != "raft":
         print(OPERATOR_USAGE, file=sys.stderr)
         return 1 if argv and argv[0] not in ("-h", "-help", "--help") else 0

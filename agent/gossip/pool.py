@@ -170,6 +170,31 @@ class GossipPool:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
+        await self._listen()
+        self.serf = SerfCore(self.serf_cfg, self.node_name, self.advertise, self.port, self.tags,
+                             self._rng, now, retransmit_mult=self.cfg.retransmit_mult,
+                             gossip_interval=self.cfg.gossip_interval, keyring=self.keyring)
+        self.swim = SwimNode(self.cfg, self.node_name, ipaddress.ip_address(self.advertise).packed,
+                             self.port, self._rng, now, delegate=self.serf, keyring=self.keyring,
+                             nonce_source=self._nonce if self.keyring is not None else None)
+        self.serf.attach(self.swim)
+        self._log.info("%s gossip pool listening on %s:%d (%s) node=%s", self.kind.upper(),
+                       self.bind, self.port, self.transport_name, self.node_name)
+        if self._snapshot is not None:
+            self._restore(self._snapshot.replay())
+            self._snapshot.open()
+        self._flush()
+
+    # ------------------------------------------------------------------ transport
+    # The four methods below are the pool's only socket I/O: a subclass that carries the
+    # same memberlist packets and streams another way (agent.areas.pool.AreaPool, over the
+    # server RPC port) replaces them and nothing else.
+
+    transport_name = "UDP+TCP"
+
+    async def _listen(self) -> None:
+        """Bind the UDP and TCP listeners on `bind:port` (port 0: the kernel picks one)."""
+        loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self),
                                                            local_addr=(self.bind, self.port))
         if self.port == 0:
@@ -180,19 +205,25 @@ class GossipPool:
         except OSError:
             self._udp.close()
             raise
-        self.serf = SerfCore(self.serf_cfg, self.node_name, self.advertise, self.port, self.tags,
-                             self._rng, now, retransmit_mult=self.cfg.retransmit_mult,
-                             gossip_interval=self.cfg.gossip_interval, keyring=self.keyring)
-        self.swim = SwimNode(self.cfg, self.node_name, ipaddress.ip_address(self.advertise).packed,
-                             self.port, self._rng, now, delegate=self.serf, keyring=self.keyring,
-                             nonce_source=self._nonce if self.keyring is not None else None)
-        self.serf.attach(self.swim)
-        self._log.info("%s gossip pool listening on %s:%d (UDP+TCP) node=%s", self.kind.upper(),
-                       self.bind, self.port, self.node_name)
-        if self._snapshot is not None:
-            self._restore(self._snapshot.replay())
-            self._snapshot.open()
-        self._flush()
+
+    def _close_listeners(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    def _send_packet(self, addr: Addr, payload: bytes) -> None:
+        """Send one memberlist packet (best effort: a lost packet is the protocol's business)."""
+        if self._udp is not None:
+            self._udp.sendto(payload, addr)
+
+    async def _open_stream(self, addr: Addr, timeout: float
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection for one memberlist stream exchange with `addr` (OSError/TimeoutError
+        when it cannot be opened within `timeout`)."""
+        return await asyncio.wait_for(asyncio.open_connection(*addr), timeout)
 
     def _restore(self, replayed) -> None:
         """Clocks from the snapshot, and a background rejoin of the peers it lists."""
@@ -223,12 +254,7 @@ class GossipPool:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._tcp is not None:
-            self._tcp.close()
-            self._tcp = None
-        if self._udp is not None:
-            self._udp.close()
-            self._udp = None
+        self._close_listeners()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -266,10 +292,9 @@ class GossipPool:
         if self.swim is None:
             return
         ready = self.swim.drain()
-        udp = self._udp
-        if udp is not None:
-            for addr, payload in ready.packets:
-                udp.sendto(payload, addr)
+        send = self._send_packet
+        for addr, payload in ready.packets:
+            send(addr, payload)
         for req in ready.streams:
             self._spawn(self._run_stream(req))
         for ev in ready.events:
@@ -305,7 +330,7 @@ class GossipPool:
         reply = None
         writer = None
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*req.addr), req.timeout)
+            reader, writer = await self._open_stream(req.addr, req.timeout)
             writer.write(req.payload)
             decoder = self.stream_decoder()
             loop = asyncio.get_running_loop()

@@ -83,12 +83,16 @@ class Store:
         self._undo: dict[str, KVEntry | None] | None = None
         # Parts every store carries (attached here so WAL replay and snapshot restore at
         # start-up already find their command types). Imported late: they import this module.
+        from .areas import Areas
         from .catalog import Catalog
+        from .coordinates import Coordinates
         from .sessions import Sessions
         from .txn import Txn
         Catalog(self)
         Sessions(self)
         Txn(self)
+        Areas(self)
+        Coordinates(self)
 
     def attach(self, name: str, part: Part, appliers: dict[int, Callable[[int, Any], Any]],
                tables: tuple[str, ...]) -> None:
