@@ -122,12 +122,12 @@ class Servers:
             raise RuntimeError(f"{kind} exited with {proc.returncode}:\n{tail}")
 
     def start_agent(self) -> None:
-        http, server, lan, wan = free_ports(4)
+        http, server, lan, wan, dns = free_ports(5)
         with open(os.path.join(self.dir, "isthmus.log"), "wb") as log:
             self.procs["isthmus"] = subprocess.Popen(
                 [sys.executable, "-m", "agent", "agent", "-dev", "-log-level", "warn",
                  "-http-port", str(http), "-server-port", str(server), "-serf-lan-port", str(lan),
-                 "-serf-wan-port", str(wan)],
+                 "-serf-wan-port", str(wan), "-dns-port", str(dns)],
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_pinned(SERVER_CPU))
         base = self.base["isthmus"] = f"http://127.0.0.1:{http}"

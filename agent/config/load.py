@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import consul_keys as ck
-from .model import AgentConfig, Limits, Ports, TLSSettings
+from .model import AgentConfig, DNSSettings, Limits, Ports, TLSSettings
 
 CMDLINE = "command line"
 DEV_SOURCE = "-dev defaults"
@@ -117,6 +117,25 @@ _IMPLEMENTED: dict[str, str] = {
     "verify_outgoing": ck.BOOL,
     "verify_server_hostname": ck.BOOL,
     "acl_enforce_version_8": ck.BOOL,             # only Consul's "should be removed" warning
+    # DNS (agent/dns/): the domains, upstream recursors and the dns_config block.
+    "alt_domain": ck.STRING,
+    "recursors": _STRINGS,
+    "translate_wan_addrs": ck.BOOL,
+    "dns_config.allow_stale": ck.BOOL,
+    "dns_config.max_stale": ck.DURATION,
+    "dns_config.node_ttl": ck.DURATION,
+    "dns_config.service_ttl": _STRMAP,
+    "dns_config.only_passing": ck.BOOL,
+    "dns_config.enable_truncate": ck.BOOL,
+    "dns_config.udp_answer_limit": ck.INT,
+    "dns_config.a_record_limit": ck.INT,
+    "dns_config.recursor_timeout": ck.DURATION,
+    "dns_config.recursor_strategy": ck.STRING,
+    "dns_config.enable_additional_node_meta_txt": ck.BOOL,
+    "dns_config.soa.refresh": ck.INT,
+    "dns_config.soa.retry": ck.INT,
+    "dns_config.soa.expire": ck.INT,
+    "dns_config.soa.min_ttl": ck.INT,
 }
 for _port in ("dns", "http", "https", "grpc", "grpc_tls", "serf_lan", "serf_wan", "server"):
     _IMPLEMENTED[f"ports.{_port}"] = ck.INT
@@ -780,6 +799,9 @@ class _Loader:
         # Consul's default domain is "consul."; the model keeps it without the root dot.
         domain = str(self.get("domain", "consul"))
         domain = domain[:-1] if domain.endswith(".") and len(domain) > 1 else domain
+        alt_domain = str(self.get("alt_domain", "")).rstrip(".")
+        recursors = self._recursors()
+        dns_config = self._dns_config()
 
         node_name = self._node_name()
         node_id = self._node_id()
@@ -818,6 +840,10 @@ class _Loader:
             datacenter=datacenter,
             primary_datacenter=primary_dc,
             domain=domain,
+            alt_domain=alt_domain,
+            recursors=recursors,
+            translate_wan_addrs=bool(self.get("translate_wan_addrs", False)),
+            dns_config=dns_config,
             node_name=node_name,
             node_id=node_id,
             server=server,
@@ -1135,6 +1161,72 @@ class _Loader:
                              f"'{value}'): {why}", "node_meta")
         return tuple(sorted(meta.items()))
 
+    def _recursors(self) -> tuple[str, ...]:
+        """Consul's `recursors`: IP addresses or host names, each with an optional port
+        (53 when missing); space-separated entries expand to several (expandAllOptionalAddrs)."""
+        out: list[str] = []
+        for entry in self.get("recursors", []):
+            if "{{" in entry:
+                self.problem(f"recursors: go-sockaddr templates such as {json.dumps(entry)} are "
+                             "not supported by Isthmus; give addresses", "recursors")
+                continue
+            for item in entry.split():
+                if recursor_address(item) is None:
+                    self.problem(f"recursors: invalid recursor address {json.dumps(item)}: want "
+                                 "an IP address or host name, with an optional :port", "recursors")
+                else:
+                    out.append(item)
+        return tuple(out)
+
+    def _dns_config(self) -> DNSSettings:
+        """The `dns_config` block (builder.go: DNS*, with validate's limits)."""
+        d = DNSSettings()
+        ttls: list[tuple[str, float]] = []
+        for name, text in sorted(self.get("dns_config.service_ttl", {}).items()):
+            try:
+                seconds = parse_go_duration(text)
+            except ValueError as exc:
+                self.problem(f"dns_config.service_ttl: invalid duration {json.dumps(text)} for "
+                             f"{json.dumps(name)}: {exc}", "dns_config.service_ttl")
+                continue
+            if seconds < 0:
+                self.problem(f"dns_config.service_ttl cannot be negative: {json.dumps(text)} for "
+                             f"{json.dumps(name)}", "dns_config.service_ttl")
+            ttls.append((name, seconds))
+        ints = {}
+        for key, default in (("udp_answer_limit", d.udp_answer_limit),
+                             ("a_record_limit", d.a_record_limit)):
+            ints[key] = int(self.get(f"dns_config.{key}", default))
+            if ints[key] < 0:
+                self.problem(f"dns_config.{key} cannot be {ints[key]}. Must be greater than or "
+                             "equal to zero", f"dns_config.{key}")
+        for key, default in (("refresh", d.soa_refresh), ("retry", d.soa_retry),
+                             ("expire", d.soa_expire), ("min_ttl", d.soa_min_ttl)):
+            ints[key] = int(self.get(f"dns_config.soa.{key}", default))
+            if not 0 <= ints[key] <= 0xFFFFFFFF:     # 32-bit unsigned fields of the SOA record
+                self.problem(f"dns_config.soa.{key} cannot be {ints[key]}. Must be between 0 "
+                             "and 4294967295", f"dns_config.soa.{key}")
+        strategy = str(self.get("dns_config.recursor_strategy", d.recursor_strategy))
+        if strategy not in ("sequential", "random"):
+            self.problem(f"dns_config.recursor_strategy: unknown strategy {json.dumps(strategy)}; "
+                         'use "sequential" or "random"', "dns_config.recursor_strategy")
+        return DNSSettings(
+            allow_stale=bool(self.get("dns_config.allow_stale", d.allow_stale)),
+            max_stale=self._duration("dns_config.max_stale", d.max_stale),
+            node_ttl=self._duration("dns_config.node_ttl", d.node_ttl),
+            service_ttl=tuple(ttls),
+            only_passing=bool(self.get("dns_config.only_passing", d.only_passing)),
+            enable_truncate=bool(self.get("dns_config.enable_truncate", d.enable_truncate)),
+            udp_answer_limit=ints["udp_answer_limit"],
+            a_record_limit=ints["a_record_limit"],
+            recursor_timeout=self._duration("dns_config.recursor_timeout", d.recursor_timeout),
+            recursor_strategy=strategy,
+            enable_additional_node_meta_txt=bool(self.get(
+                "dns_config.enable_additional_node_meta_txt", d.enable_additional_node_meta_txt)),
+            soa_refresh=ints["refresh"], soa_retry=ints["retry"], soa_expire=ints["expire"],
+            soa_min_ttl=ints["min_ttl"],
+        )
+
     def _limits(self) -> Limits:
         d = Limits()
         limits = Limits(
@@ -1330,6 +1422,36 @@ _PRIVATE_BLOCKS = tuple(ipaddress.ip_network(n) for n in (
 
 def _is_private(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return any(ip.version == net.version and ip in net for net in _PRIVATE_BLOCKS)
+
+
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?")
+
+
+def recursor_address(item: str) -> tuple[str, int] | None:
+    """(host, port) of a recursor given as `ip`, `host`, `ip:port`, `[ipv6]:port` or
+    `host:port` (port 53 when missing, as Consul's recursorAddr); None if malformed."""
+    host, port = item, 53
+    if item.startswith("["):
+        inner, sep, rest = item[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        host, port_text = inner, rest[1:] if rest else "53"
+        if not port_text.isdigit():
+            return None
+        port = int(port_text)
+    elif item.count(":") == 1:
+        host, port_text = item.split(":")
+        if not port_text.isdigit():
+            return None
+        port = int(port_text)
+    if not 0 < port <= 65535:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if item.startswith("[") or _HOST_NAME.fullmatch(host) is None:
+            return None
+    return host, port
 
 
 def _is_private_v4(address: str) -> bool:

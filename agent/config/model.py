@@ -50,11 +50,35 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class DNSSettings:
+    """Consul's `dns_config` block (the keys Isthmus implements), with Consul's defaults."""
+    allow_stale: bool = True
+    max_stale: float = 87600 * 3600.0       # seconds; Consul >= 0.7.1: 10 years
+    node_ttl: float = 0.0                   # seconds
+    service_ttl: tuple[tuple[str, float], ...] = ()   # (name or "prefix*", seconds)
+    only_passing: bool = False
+    enable_truncate: bool = False
+    udp_answer_limit: int = 3
+    a_record_limit: int = 0                 # 0: no limit
+    recursor_timeout: float = 2.0           # seconds
+    recursor_strategy: str = "sequential"   # or "random"
+    enable_additional_node_meta_txt: bool = True
+    soa_refresh: int = 3600
+    soa_retry: int = 600
+    soa_expire: int = 86400
+    soa_min_ttl: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     """Everything an agent needs to start, after defaults, files and flags were merged."""
     datacenter: str = "dc1"
     primary_datacenter: str = ""
     domain: str = "consul"
+    alt_domain: str = ""                   # without the root dot; "" = none
+    recursors: tuple[str, ...] = ()        # upstream DNS servers: "ip" or "ip:port"
+    translate_wan_addrs: bool = False
+    dns_config: DNSSettings = field(default_factory=DNSSettings)
     node_name: str = ""
     node_id: str | None = None             # None: read from / written to the data dir
     server: bool = False

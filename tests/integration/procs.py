@@ -44,12 +44,12 @@ class AgentProc:
 
     def __init__(self, *args: str, host: str = "127.0.0.1") -> None:
         self.host = host
-        self.http_port, self.server_port, self.serf_lan_port, self.serf_wan_port = \
-            free_ports(4, host)
+        self.http_port, self.server_port, self.serf_lan_port, self.serf_wan_port, \
+            self.dns_port = free_ports(5, host)
         self.args = [*args]
         for flag, port in (("-http-port", self.http_port), ("-server-port", self.server_port),
                            ("-serf-lan-port", self.serf_lan_port),
-                           ("-serf-wan-port", self.serf_wan_port)):
+                           ("-serf-wan-port", self.serf_wan_port), ("-dns-port", self.dns_port)):
             if flag in args:
                 setattr(self, flag[1:].replace("-", "_"), int(args[args.index(flag) + 1]))
             else:

@@ -198,10 +198,10 @@ def test_join_flag_is_folded_into_retry_join_like_consul(data_dir: str) -> None:
 
 
 def test_unimplemented_consul_flag_is_accepted_with_warning(data_dir: str) -> None:
-    r = run(["-data-dir", data_dir, "-ui", "-recursor", "8.8.8.8"])
+    r = run(["-data-dir", data_dir, "-ui", "-serf-lan-allowed-cidrs", "10.0.0.0/8"])
     assert ('config key "ui_config" is accepted but not implemented yet by Isthmus '
             "(command line)") in r.warnings
-    assert any('"recursors"' in w for w in r.warnings)
+    assert any('"serf_lan_allowed_cidrs"' in w for w in r.warnings)
 
 
 def test_flag_help_lists_flags() -> None:
@@ -391,14 +391,16 @@ def test_every_unimplemented_consul_key_is_accepted(tmp_path: Path, data_dir: st
         "key_file", "tls_min_version", "tls_cipher_suites", "tls_prefer_server_cipher_suites",
         "verify_incoming", "verify_incoming_rpc", "verify_incoming_https", "verify_outgoing",
         "verify_server_hostname", "acl_enforce_version_8", "raft_snapshot_threshold",
-        "raft_trailing_logs", "enable_script_checks",
+        "raft_trailing_logs", "enable_script_checks", "alt_domain", "recursors",
+        "translate_wan_addrs",
     }
     data = {k: _placeholder(v) for k, v in ck.CONSUL_KEYS.items()
             if k not in implemented_or_special}
     data["data_dir"] = data_dir
     r = run(cfg_file(tmp_path, data))
     for key in data:
-        if key in ("data_dir", "ports", "limits", "performance", "tls", "autopilot"):
+        if key in ("data_dir", "ports", "limits", "performance", "tls", "autopilot",
+                   "dns_config"):
             continue
         assert any(f'"{key}"' in w for w in r.warnings), key
 
