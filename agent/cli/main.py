@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "kv": (_cmd("kv", "kv_cmds"), "Interact with the key-value store"),
     "leave": (_cmd("leave"), "Gracefully leaves the cluster and shuts down"),
     "lock": (_cmd("lock", "kv_cmds"), "Execute a command holding a lock"),
-    "watch": (_cmd("watch", "kv_cmds"), "Watch for changes in Isthmus"),
+    "watch": (_cmd("watch", "watch_cmd"), "Watch for changes in Isthmus"),
     "demo": (_cmd("run", "demo_cmd"), "Runs a walkthrough on real agents (demo areas)"),
     "event": (_cmd("event", "kv_cmds"), "Fire a new event"),
     "members": (_cmd("members", "gossip_cmds"), "Lists the members of an Isthmus cluster"),
