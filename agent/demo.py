@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _port_free(host: str, port: int) -> bool:
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the agent binds
             try:
                 s.bind((host, port))
             except OSError:
@@ -131,7 +133,7 @@ class Demo:
                 join = [] if s is first else [f"{first.host}:{first.ports['serf-lan']}"]
                 argv = s.argv(len(servers), join)
                 s.log_path = os.path.join(self.base_dir, f"{s.name}.log")
-                self.say(f"({dc}) $ isthmus {' '.join(argv)} > {s.log_path} &")
+                self.say(f"({dc}) $ isthmus {shlex.join(argv)} > {s.log_path} &")
                 log = open(s.log_path, "ab")
                 s.proc = subprocess.Popen([sys.executable, "-m", "agent", *argv], stdout=log,
                                           stderr=subprocess.STDOUT, cwd=ROOT,
@@ -175,20 +177,16 @@ class Demo:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def cli(self, dc: str, *args: str, show: bool = True, server: int = 0
+    def cli(self, dc: str, command: str, *args: str, show: bool = True, server: int = 0
             ) -> subprocess.CompletedProcess:
-        """Run `isthmus ARGS` against `dc`'s server (its HTTP address given by -http-addr)."""
+        """Run `isthmus COMMAND -http-addr=<dc's server> ARGS` (flags before positional
+        arguments, as Go's flag package wants)."""
         s = self.servers[dc][server]
-        argv = [args[0], *args[1:]]
-        # flags go before positional arguments, as Go's flag package wants
-        sub = 1
-        while sub < len(argv) and not argv[sub].startswith("-"):
-            sub += 1
-        argv.insert(sub, f"-http-addr={s.http}")
+        argv = [*command.split(), f"-http-addr={s.http}", *args]
         r = subprocess.run([sys.executable, "-m", "agent", *argv], capture_output=True,
                            text=True, cwd=ROOT, timeout=60)
         if show:
-            self.say(f"({dc}) $ isthmus {' '.join(argv)}")
+            self.say(f"({dc}) $ isthmus {shlex.join(argv)}")
             text = (r.stdout + r.stderr).rstrip("\n")
             if text:
                 self.say(text)
@@ -247,33 +245,33 @@ class Demo:
         self.say("# 1. Create the reciprocal areas: in the hub for each spoke, in each spoke "
                  "for the hub")
         for spoke in spokes:
-            self.cli(hub, "operator", "area", "create", f"-peer-datacenter={spoke}")
-            self.cli(spoke, "operator", "area", "create", f"-peer-datacenter={hub}")
+            self.cli(hub, "operator area create", f"-peer-datacenter={spoke}")
+            self.cli(spoke, "operator area create", f"-peer-datacenter={hub}")
         self.say("# 2. Right after create, the areas hold only the local servers")
-        self.cli(hub, "operator", "area", "members")
+        self.cli(hub, "operator area members")
         self.say("# 3. Join one server of each spoke; gossip spreads the rest")
         for spoke in spokes:
-            self.cli(hub, "operator", "area", "join", f"-peer-datacenter={spoke}",
+            self.cli(hub, "operator area join", f"-peer-datacenter={spoke}",
                      self.servers[spoke][0].rpc)
         n = len(self.dcs) - 1
         want = self.servers_per_dc * (n + 1) + self.servers_per_dc * (n - 1)
-        self.wait_for("the hub's areas list every server alive",
-                      lambda: sum(m["Status"] == "alive" for m in self.area_members(hub)) >= want,
-                      60)
+        self.wait_for("the hub's areas list every server alive, with an RTT estimate",
+                      lambda: sum(m["Status"] == "alive" and m["RTT"] >= 0
+                                  for m in self.area_members(hub)) >= want, 60)
         self.say("# 4. The hub's areas now include the spokes, with RTT estimates")
-        self.cli(hub, "operator", "area", "list")
-        self.cli(hub, "operator", "area", "members")
+        self.cli(hub, "operator area list")
+        self.cli(hub, "operator area members")
         self.say("# 5. Each datacenter sees itself and the datacenters it is adjacent to")
         for dc in self.dcs:
-            self.cli(dc, "catalog", "datacenters")
+            self.cli(dc, "catalog datacenters")
         self.say("# 6. Requests route both ways through the areas")
-        self.cli(hub, "kv", "put", f"-datacenter={spokes[0]}", "hello", "world")
-        self.cli(spokes[0], "kv", "get", "hello")
-        self.cli(spokes[0], "kv", "put", f"-datacenter={hub}", "from-spoke", "hi hub")
-        self.cli(hub, "kv", "get", "from-spoke")
-        self.cli(hub, "catalog", "nodes", f"-datacenter={spokes[1]}")
+        self.cli(hub, "kv put", f"-datacenter={spokes[0]}", "hello", "world")
+        self.cli(spokes[0], "kv get", "hello")
+        self.cli(spokes[0], "kv put", f"-datacenter={hub}", "from-spoke", "hi hub")
+        self.cli(hub, "kv get", "from-spoke")
+        self.cli(hub, "catalog nodes", f"-datacenter={spokes[1]}")
         self.say("# 7. Spokes are not adjacent to each other: no multi-hop routing")
-        self.cli(spokes[0], "kv", "get", f"-datacenter={spokes[1]}", "hello")
+        self.cli(spokes[0], "kv get", f"-datacenter={spokes[1]}", "hello")
         self.say("# 8. DNS federation: the hub's DNS answers for a spoke's servers")
         self.dig(hub, f"consul.service.{spokes[0]}.consul")
 

@@ -75,6 +75,17 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
     assert wait(lambda: a.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"], 30, "dc list")
     assert b1.get_json("/v1/catalog/datacenters") == ["dc2", "dc1"]
 
+    # WAN coordinates per datacenter, and `rtt -wan` from them
+    def wan_coords() -> bool:
+        maps = a.get_json("/v1/coordinate/datacenters")
+        nodes = {(e["Datacenter"], e["AreaID"]): {c["Node"] for c in e["Coordinates"]}
+                 for e in maps}
+        return nodes == {("dc1", "wan"): {"a1"}, ("dc2", "wan"): {"b1", "b2"}}
+    wait(wan_coords, 30, "WAN coordinates of both datacenters")
+    r = isthmus("rtt", "-http-addr", a.http, "-wan", "b1.dc2")
+    assert r.returncode == 0 and "Estimated b1.dc2 <-> a1.dc1 rtt:" in r.stdout, r.stderr
+    assert "(using WAN coordinates)" in r.stdout
+
     # a write in dc2 through dc1, read back both ways
     status, body, _ = a.get("/v1/kv/hello?dc=dc2", "PUT", b"world")
     assert (status, body.strip()) == (200, "true"), body
