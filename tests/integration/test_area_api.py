@@ -262,11 +262,16 @@ def test_join_and_members(clean):
     assert set(me) == {"ID", "Name", "Addr", "Port", "Datacenter", "Role", "Build", "Protocol",
                        "Status", "RTT"}
     dead = free_port()
+    gossip = f"127.0.0.1:{dev.serf_lan_port}"       # an agent, but not a server RPC port
     got, _ = _json(dev, "PUT", f"/v1/operator/area/{area_id}/join",
-                   ["bad host", f"127.0.0.1:{dead}", "127.0.0.1:0"])
+                   ["bad host", f"127.0.0.1:{dead}", "127.0.0.1:0", gossip])
     assert [(r["Address"], r["Joined"]) for r in got] == [
-        ("bad host", False), (f"127.0.0.1:{dead}", False), ("127.0.0.1:0", False)]
+        ("bad host", False), (f"127.0.0.1:{dead}", False), ("127.0.0.1:0", False),
+        (gossip, False)]
     assert all(r["Error"] for r in got)
+    print("join errors:", [r["Error"] for r in got])
+    assert [m["Name"] for m in _json(dev, "GET", f"/v1/operator/area/{area_id}/members")[0]] \
+        == [f"{NODE}.dc1"]                          # nothing joined
     assert got[0]["Error"].startswith('invalid address "bad host"')
     # CLI: the same through `join` and `members`
     r = _cli(dev, "join", f"-id={area_id}", "bad host")
