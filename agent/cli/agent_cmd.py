@@ -1,6 +1,7 @@
 """`isthmus agent`: load the configuration, print the banner, run the agent on uvloop.
 
 SIGINT/SIGTERM stop the agent gracefully; a second signal during shutdown forces exit.
+SIGHUP reloads the configuration (services and checks from the files), as Consul's does.
 """
 from __future__ import annotations
 
@@ -127,8 +128,21 @@ async def _serve(cfg: AgentConfig, warnings: list[str], open_log, argv: list[str
             print("==> Second signal received, forcing shutdown", flush=True)
             os._exit(1)
 
+    def on_hup() -> None:                       # Consul: SIGHUP reloads the configuration
+        from ..local.reload import ReloadFailed, reload_config
+        print("==> Caught signal: hangup", flush=True)
+        if agent.local is None:
+            return
+        try:
+            for w in reload_config(agent.local, agent.config_argv or []):
+                _log.warning("%s", w)
+            _log.info("Reloaded configuration")
+        except ReloadFailed as exc:
+            _log.error("Failed to reload configs: %s", exc)
+
     for sig in SIGNAL_NAMES:
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     leave = loop.create_task(agent.leave_requested.wait())
     stopping = loop.create_task(stop.wait())
     await asyncio.wait({leave, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "event": (_cmd("event", "kv_cmds"), "Fire a new event"),
     "members": (_cmd("members", "gossip_cmds"), "Lists the members of an Isthmus cluster"),
     "operator": (_cmd("operator", "operator_cmds"), "Provides cluster-level tools for Isthmus operators"),
+    "reload": (_cmd("reload", "reload_cmd"), "Triggers the agent to reload configuration files"),
     "rtt": (_cmd("rtt", "gossip_cmds"), "Estimates network round trip time between nodes"),
     "services": (_cmd("services", "services_cmds"), "Interact with services"),
     "tls": (_tls, "Builtin helpers for creating CAs and certificates"),

@@ -12,7 +12,9 @@ A value is either a dict (a struct block: its keys are checked, like mapstructur
 drive the merge (Consul's `merge.go`): LIST values are concatenated, MAP values are
 overlaid key by key, every other value is replaced by a later source. Blocks whose
 contents are free-form or big sub-languages (service and check definitions, watches,
-config entries, CA provider config) are OBJECT/LIST: Isthmus accepts any keys inside.
+config entries, CA provider config) are OBJECT/LIST here: this tree accepts any keys
+inside. Service and check definitions are then checked field by field by load.py against
+agent/local/defs.py (the fields the registration API decodes).
 """
 from __future__ import annotations
 

@@ -29,9 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, IsthmusError
 from . import consul_keys as ck
-from .model import AgentConfig, DNSSettings, Limits, Ports, TLSSettings
+from .model import (AgentConfig, CheckDefinition, DNSSettings, Limits, Ports,
+                    ServiceDefinition, TLSSettings)
 
 CMDLINE = "command line"
 DEV_SOURCE = "-dev defaults"
@@ -62,6 +63,8 @@ InterfaceLister = Callable[[], Sequence[InterfaceAddr]]
 
 _STRINGS = "strings"        # list of strings
 _STRMAP = "strmap"          # object of string values
+_OBJ = "obj"                # a JSON object (service and check definitions)
+_OBJLIST = "objlist"        # a list of JSON objects
 
 _IMPLEMENTED: dict[str, str] = {
     "datacenter": ck.STRING,
@@ -91,6 +94,13 @@ _IMPLEMENTED: dict[str, str] = {
     "node_meta": _STRMAP,
     "leave_on_terminate": ck.BOOL,
     "enable_script_checks": ck.BOOL,
+    "enable_local_script_checks": ck.BOOL,
+    # Service and check definitions: decoded like the agent's registration API bodies
+    # (agent/local/defs.py), one source at a time (_Loader._definitions).
+    "service": _OBJ,
+    "services": _OBJLIST,
+    "check": _OBJ,
+    "checks": _OBJLIST,
     "performance.raft_multiplier": ck.INT,
     "raft_snapshot_threshold": ck.INT,
     "raft_trailing_logs": ck.INT,
@@ -155,7 +165,8 @@ _PARTIAL_BLOCKS = frozenset(
 _TYPE_NAMES = {
     ck.STRING: "a string", ck.BOOL: "a boolean", ck.INT: "an integer",
     ck.DURATION: 'a duration string such as "30s"', _STRINGS: "a list of strings",
-    _STRMAP: "an object of string values", "struct": "an object",
+    _STRMAP: "an object of string values", "struct": "an object", _OBJ: "an object",
+    _OBJLIST: "a list of objects",
 }
 
 # ---------------------------------------------------------------------------------------
@@ -528,6 +539,8 @@ class _Loader:
         self.merged: dict[str, Any] = {}
         self.prov: dict[str, str] = {}     # dotted key → source that set it last
         self.files_read: list[str] = []
+        self.service_defs: list[ServiceDefinition] = []   # in merge order
+        self.check_defs: list[CheckDefinition] = []
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -643,7 +656,116 @@ class _Loader:
         """Validated copy of one source: unknown keys, wrong types and nulls dropped."""
         clean = self._walk(src, data, ck.CONSUL_KEYS, "", report=True)
         self._apply_deprecated(src, clean)
+        self._definitions(src, clean)
         return clean
+
+    # -- service and check definitions (builder.go: serviceVal, checkVal) ----------------
+
+    def _definitions(self, src: str, d: dict[str, Any]) -> None:
+        """Take the source's service and check definitions out of `d` and decode them.
+
+        As Consul does per source, a single `service` comes after that source's `services`
+        list (and `check` after `checks`), and the lists of all sources are concatenated;
+        decoding here, per source, lets every problem name its file and key.
+        """
+        services = [(f"services[{i}]", v) for i, v in enumerate(d.pop("services", []))]
+        if "service" in d:
+            services.append(("service", d.pop("service")))
+        checks = [(f"checks[{i}]", v) for i, v in enumerate(d.pop("checks", []))]
+        if "check" in d:
+            checks.append(("check", d.pop("check")))
+        if not services and not checks:
+            return
+        # Imported here: agent.local.body imports this module for parse_go_duration.
+        from ..local import defs
+        from ..local.body import Fields
+        for key, raw in services:
+            if not self._def_keys(src, key, raw, "service", defs):
+                continue
+            f = Fields(raw, "ServiceDefinition")
+            try:
+                embedded = self._embedded_checks(key, f, defs)
+            except IsthmusError as exc:
+                self.problem(f'"{key}" in {src}: {exc}')
+                continue
+            bad_check = False
+            for ckey, cf in embedded:           # first, so a check's problem names its key
+                try:
+                    defs.parse_check_type(cf)
+                except IsthmusError as exc:
+                    self.problem(f'"{ckey}" in {src}: {exc}')
+                    bad_check = True
+            if bad_check:
+                continue
+            try:
+                service, chks = defs.parse_service(f)
+                token = f.str("Token")
+            except IsthmusError as exc:         # defs.Invalid, body.DecodeFailed
+                self.problem(f'"{key}" in {src}: {exc}')
+                continue
+            self.service_defs.append(ServiceDefinition(
+                service=service, checks=tuple(chks), token=token, source=src, key=key))
+        for key, raw in checks:
+            if not self._def_keys(src, key, raw, "check", defs):
+                continue
+            f = Fields(raw, "CheckDefinition")
+            try:
+                check, ct = defs.parse_check(f)
+                token = f.str("Token")
+            except IsthmusError as exc:
+                self.problem(f'"{key}" in {src}: {exc}')
+                continue
+            self.check_defs.append(CheckDefinition(check=check, chk_type=ct, token=token,
+                                                   source=src, key=key))
+
+    @staticmethod
+    def _embedded_checks(key: str, f: Any, defs: Any) -> list[tuple[str, Any]]:
+        """A service definition's check objects, with their keys (for messages)."""
+        out = []
+        one = f.obj("Check", "CheckType")
+        if one is not None and defs.has_check_fields(one):
+            out.append((f"{key}.check", one))
+        out.extend((f"{key}.checks[{i}]", c) for i, c in enumerate(f.objlist("Checks",
+                                                                              "CheckType")))
+        return out
+
+    def _def_keys(self, src: str, key: str, raw: Any, kind: str, defs: Any) -> bool:
+        """Unknown keys of a definition are problems, Consul fields Isthmus ignores are
+        "not implemented" warnings; False when the definition is not usable."""
+        if not isinstance(raw, dict):
+            self.problem(f'"{key}" in {src}: expected an object, got {_show(raw)}')
+            return False
+        before = len(self.problems)
+        if kind == "service":
+            known, accepted = defs.SERVICE_KEYS_IMPLEMENTED, defs.SERVICE_KEYS_ACCEPTED
+        else:
+            known, accepted = defs.CHECK_KEYS_IMPLEMENTED, defs.CHECK_KEYS_ACCEPTED
+        for name, value in raw.items():
+            path, n = f"{key}.{name}", defs.norm_key(str(name))
+            if n in accepted:
+                self._record_unimplemented(path, src)
+            elif n not in known:
+                self.problem(f'invalid config key "{path}" in {src}')
+            elif kind == "service" and n in ("check", "checks") and value is not None:
+                items = [(path, value)] if n == "check" else (
+                    [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+                    if isinstance(value, list) else [])
+                for ck_path, item in items:
+                    if isinstance(item, dict):
+                        self._def_keys(src, ck_path, item, "check", defs)
+            elif kind == "service" and n == "weights" and isinstance(value, dict):
+                self._sub_keys(src, path, value, defs.WEIGHTS_KEYS, defs)
+            elif kind == "service" and n == "taggedaddresses" and isinstance(value, dict):
+                for tag, addr in value.items():
+                    if isinstance(addr, dict):
+                        self._sub_keys(src, f"{path}.{tag}", addr, defs.SERVICE_ADDRESS_KEYS,
+                                       defs)
+        return len(self.problems) == before
+
+    def _sub_keys(self, src: str, path: str, value: dict, known: frozenset, defs: Any) -> None:
+        for name in value:
+            if defs.norm_key(str(name)) not in known:
+                self.problem(f'invalid config key "{path}.{name}" in {src}')
 
     def _walk(self, src: str, data: Mapping[str, Any], schema: Mapping[str, ck.Spec],
               prefix: str, report: bool) -> dict[str, Any]:
@@ -699,6 +821,10 @@ class _Loader:
             good = isinstance(value, list) and all(isinstance(v, str) for v in value)
         elif want == _STRMAP:
             good = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        elif want == _OBJ:
+            good = isinstance(value, dict)
+        elif want == _OBJLIST:
+            good = isinstance(value, list) and all(isinstance(v, dict) for v in value)
         if not good:
             self.problem(f'"{path}" in {src}: expected {_TYPE_NAMES[want]}, got {_show(value)}')
         return good, value
@@ -829,6 +955,9 @@ class _Loader:
         stabilization = self._duration("autopilot.server_stabilization_time", 10.0)
         tls_rpc, tls_https = self._tls()
         self._bootstrap_rules(server, bootstrap, expect, dev)
+        scripts = bool(self.get("enable_script_checks", False))
+        local_scripts = bool(self.get("enable_local_script_checks", False))
+        self._definition_rules(scripts or local_scripts)
         if dev and server:
             # Consul bootstraps Raft in -dev because of DevMode, not the bootstrap key;
             # Isthmus expresses the same through `bootstrap`.
@@ -879,9 +1008,32 @@ class _Loader:
             autopilot_server_stabilization_time=stabilization,
             node_meta=node_meta,
             leave_on_terminate=bool(self.get("leave_on_terminate", not server)),
-            enable_script_checks=bool(self.get("enable_script_checks", False)),
+            enable_script_checks=scripts,
+            enable_local_script_checks=local_scripts,
+            services=tuple(self.service_defs),
+            checks=tuple(self.check_defs),
             config_sources=tuple(self.files_read),
         )
+
+    def _definition_rules(self, scripts_allowed: bool) -> None:
+        """Rules over all service and check definitions once every file is read."""
+        for what, items in (("service", [(d.service["ID"], d.source, d.key, [ct for _, ct in
+                                                                           d.checks])
+                                         for d in self.service_defs]),
+                            ("check", [(d.check["CheckID"], d.source, d.key, [d.chk_type])
+                                       for d in self.check_defs])):
+            seen: dict[str, str] = {}
+            for ident, src, key, cts in items:
+                if not scripts_allowed and any(ct.get("Args") for ct in cts):
+                    self.problem(f'"{key}" in {src}: Scripts are disabled on this agent; to '
+                                 "enable, configure 'enable_script_checks' or "
+                                 "'enable_local_script_checks' to true")
+                where = f'"{key}" in {src}'
+                if ident in seen:
+                    # Consul registers definitions in order, so the last one stays.
+                    self.warn(f"{what} ID {json.dumps(ident)} is defined more than once "
+                              f"({seen[ident]}; {where}): the last definition is used")
+                seen[ident] = where
 
     def _basic_name(self, key: str, value: str, allow_empty: bool) -> None:
         if not value:

@@ -70,6 +70,27 @@ class DNSSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceDefinition:
+    """One `service` / `services` entry of a config file, decoded as the agent's service
+    registration API decodes a body (agent/local/defs.py parse_service)."""
+    service: dict                                   # NodeService fields; "ID" is set
+    checks: tuple[tuple[dict, dict], ...] = ()      # (HealthCheck, CheckType) pairs
+    token: str = ""
+    source: str = ""                                # the file it was read from
+    key: str = ""                                   # where in the file: "services[1]"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckDefinition:
+    """One top-level `check` / `checks` entry of a config file (parse_check's result)."""
+    check: dict                                     # HealthCheck fields; "CheckID" is set
+    chk_type: dict = field(default_factory=dict)    # runner settings, durations in seconds
+    token: str = ""
+    source: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     """Everything an agent needs to start, after defaults, files and flags were merged."""
     datacenter: str = "dc1"
@@ -113,4 +134,7 @@ class AgentConfig:
     node_meta: tuple[tuple[str, str], ...] = ()
     leave_on_terminate: bool = False        # Consul: true for clients, false for servers
     enable_script_checks: bool = False      # script (Args) checks may be registered
+    enable_local_script_checks: bool = False   # ... but only from config files
+    services: tuple[ServiceDefinition, ...] = ()   # from config files, in merge order
+    checks: tuple[CheckDefinition, ...] = ()       # top-level config-file checks
     config_sources: tuple[str, ...] = ()   # files read, in merge order

@@ -162,7 +162,7 @@ def parse_service(f: Fields) -> tuple[dict, list[tuple[dict, dict]]]:
                "Weights": weights, "EnableTagOverride": f.bool("EnableTagOverride")}
     defs: list[Fields] = []
     one = f.obj("Check", "CheckType")
-    if one is not None and _has_any_check_field(one):
+    if one is not None and has_check_fields(one):
         defs.append(one)
     defs.extend(f.objlist("Checks", "CheckType"))
     checks = []
@@ -177,7 +177,37 @@ def parse_service(f: Fields) -> tuple[dict, list[tuple[dict, dict]]]:
     return service, checks
 
 
-def _has_any_check_field(f: Fields) -> bool:
+def has_check_fields(f: Fields) -> bool:
     """Consul ignores an empty embedded Check object (`"Check": {}`)."""
     return f.has("TTL", "HTTP", "TCP", "Args", "ScriptArgs", "Interval", "Script", "Name",
                  "CheckID", "ID", *UNSUPPORTED_TYPES)
+
+
+# ---------------------------------------------------------------------- config-file keys
+# The fields of Consul's ServiceDefinition / CheckDefinition as a config file may spell
+# them (snake_case or CamelCase: compared after removing "_" and "-" and lower-casing,
+# as Fields looks them up). "implemented" fields are decoded by parse_service/parse_check;
+# "accepted" ones are Consul fields Isthmus ignores (the loader warns about them); an
+# unsupported check type is refused by parse_check_type; any other key is an error, as
+# Consul's "invalid config key".
+
+def norm_key(key: str) -> str:
+    """A field name as Fields compares it."""
+    return key.replace("_", "").replace("-", "").lower()
+
+
+SERVICE_KEYS_IMPLEMENTED = frozenset(map(norm_key, (
+    "kind", "id", "name", "tags", "address", "tagged_addresses", "meta", "port", "check",
+    "checks", "token", "weights", "enable_tag_override")))
+SERVICE_KEYS_ACCEPTED = frozenset(map(norm_key, (
+    "socket_path", "proxy", "connect", "locality", "namespace", "partition")))
+CHECK_KEYS_IMPLEMENTED = frozenset(map(norm_key, (
+    "id", "check_id", "name", "notes", "service_id", "token", "status", "args", "script_args",
+    "http", "header", "method", "body", "tcp", "interval", "timeout", "ttl",
+    "tls_skip_verify", "deregister_critical_service_after", *UNSUPPORTED_TYPES, "script")))
+CHECK_KEYS_ACCEPTED = frozenset(map(norm_key, (
+    "shell", "grpc_use_tls", "tls_server_name", "disable_redirects", "tcp_use_tls",
+    "h2ping_use_tls", "success_before_passing", "failures_before_warning",
+    "failures_before_critical", "output_max_size", "namespace", "partition")))
+WEIGHTS_KEYS = frozenset(("passing", "warning"))
+SERVICE_ADDRESS_KEYS = frozenset(("address", "port"))

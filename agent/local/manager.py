@@ -15,7 +15,7 @@ from .state import CRITICAL, LocalFiles, LocalState
 from .sync import StateSyncer
 
 if TYPE_CHECKING:
-    from ..config.model import AgentConfig
+    from ..config.model import AgentConfig, CheckDefinition, ServiceDefinition
 
 _log = log.get("agent")
 
@@ -61,12 +61,26 @@ class LocalAgent:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
+        # Definitions from config files as last applied (service ID → definition, check
+        # ID → definition): what a reload compares with. An API registration of the same
+        # ID takes the ID over (it is then the API's, as in Consul until the next reload).
+        self.config_services: dict[str, "ServiceDefinition"] = {}
+        self.config_checks: dict[str, "CheckDefinition"] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Reload what the data dir holds, start its checks, anti-entropy and the reaper."""
-        if self.files is not None:
-            self._load()
+        """Register the config files' services and checks and reload what the data dir
+        holds (Consul's order: config services, persisted services, config checks,
+        persisted checks; a persisted entry with a config-defined ID is dropped), then
+        start anti-entropy and the reaper. IsthmusError if a definition does not apply."""
+        persisted = self.files.load() if self.files is not None else ([], [], {})
+        config_sids = {d.service["ID"] for d in self.config.services}
+        self._load_services(persisted[0], config_sids)
+        self.apply_config(self.config.services, self.config.checks, ttl_states=persisted[2])
+        self._load_checks(persisted[1], persisted[2])
+        if persisted[0] or persisted[1]:
+            _log.info("Loaded %d services and %d checks from the data dir",
+                      len(persisted[0]), len(persisted[1]))
         self.syncer.start()
         self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
 
@@ -85,13 +99,23 @@ class LocalAgent:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _load(self) -> None:
-        services, checks, states = self.files.load()
+    def _load_services(self, services: list[dict], skip: set[str]) -> None:
         for p in services:
+            sid = p["Service"]["ID"]
+            if sid in skip:                   # config is preferred over the API's copy
+                self.files.remove_service(sid)
+                continue
             self.state.add_service(p["Service"], p.get("Token") or "")
+
+    def _load_checks(self, checks: list[dict], states: dict[str, dict]) -> None:
         now_wall = time.time()
+        config_cids = set(self.config_checks).union(
+            *({c["CheckID"] for c, _ in d.checks} for d in self.config_services.values()))
         for p in checks:
             chk, ct = p["Check"], p.get("ChkType")
+            if chk["CheckID"] in config_cids:                  # defined in a config file
+                self.files.remove_check_definition(chk["CheckID"])
+                continue
             if chk.get("ServiceID") and self.state.service(chk["ServiceID"]) is None:
                 self.files.remove_check(chk["CheckID"])   # its service is gone
                 continue
@@ -105,9 +129,99 @@ class LocalAgent:
                     remaining = left
             self._add_check(chk, ct, p.get("Token") or "", persist=False,
                             ttl_remaining=remaining)
-        if services or checks:
-            _log.info("Loaded %d services and %d checks from the data dir",
-                      len(services), len(checks))
+
+    # ------------------------------------------------------------------ config files
+    def apply_config(self, services: "tuple[ServiceDefinition, ...]",
+                     checks: "tuple[CheckDefinition, ...]", *,
+                     ttl_states: dict[str, dict] | None = None) -> None:
+        """Make the config-file services and checks these (at start and on reload, as
+        Consul's loadServices/loadChecks): definitions no longer in the files are
+        deregistered, changed ones replace the registered ones (a check keeps its current
+        status, as Consul's check-state snapshot), unchanged ones are left running, and
+        what was registered through the API stays. Everything is checked first: on an
+        IsthmusError (naming the file and key) nothing has changed. `ttl_states` (at start:
+        the data dir's last TTL statuses) restores unexpired TTL checks, as Consul does."""
+        svc_defs = {d.service["ID"]: d for d in services}     # the last definition wins
+        chk_defs = {d.check["CheckID"]: d for d in checks}
+        api_sids = {sid for sid in self.state.active_services()
+                    if sid not in self.config_services}
+        for d in chk_defs.values():
+            sid = d.check.get("ServiceID") or ""
+            if sid and sid not in svc_defs and sid not in api_sids:
+                raise IsthmusError(f'"{d.key}" in {d.source}: Failed to register check '
+                                   f'{d.check["Name"]!r}: ServiceID "{sid}" does not exist')
+
+        for sid in [s for s in self.config_services if s not in svc_defs]:
+            del self.config_services[sid]
+            if self.state.service(sid) is not None:
+                self.remove_service(sid)
+                _log.info("Deregistered service %r: no longer in the config files", sid)
+        for cid in [c for c in self.config_checks if c not in chk_defs]:
+            del self.config_checks[cid]
+            if self.state.check(cid) is not None:
+                self.remove_check(cid)
+        for sid, d in svc_defs.items():
+            old = self.config_services.get(sid)
+            # Same definition (wherever in the files it now is) and still registered as such.
+            if old is not None and (old.service, old.checks, old.token) == \
+                    (d.service, d.checks, d.token) and self._registered_as(d.service, d.checks):
+                continue
+            if old is not None:                 # its checks no longer defined go
+                keep = {c["CheckID"] for c, _ in d.checks}
+                for c, _ in old.checks:
+                    if c["CheckID"] not in keep and self.state.check(c["CheckID"]) is not None:
+                        self.remove_check(c["CheckID"])
+            self._add_config_service(d, ttl_states)
+        for cid, d in chk_defs.items():
+            old = self.config_checks.get(cid)
+            if old is not None and (old.check, old.chk_type, old.token) == \
+                    (d.check, d.chk_type, d.token) and \
+                    self._registered_as(None, ((d.check, d.chk_type),)):
+                continue
+            self._add_config_check(d.check, d.chk_type, d.token, ttl_states)
+            self.config_checks[cid] = d
+
+    def _add_config_service(self, d: "ServiceDefinition",
+                            ttl_states: dict[str, dict] | None) -> None:
+        sid = d.service["ID"]
+        self.state.add_service(d.service, d.token)
+        if self.files is not None:              # a copy the API persisted is superseded
+            self.files.remove_service(sid)
+        for chk, ct in d.checks:
+            self._add_config_check(chk, ct, d.token, ttl_states)
+        self.config_services[sid] = d
+
+    def _add_config_check(self, check: dict, ct: dict, token: str,
+                          ttl_states: dict[str, dict] | None) -> None:
+        cid = check["CheckID"]
+        if self.files is not None:              # a copy the API persisted is superseded
+            self.files.remove_check_definition(cid)
+        old = self.state.check(cid)
+        remaining = None
+        if old is not None:
+            check = dict(check, Status=old.check["Status"], Output=old.check.get("Output", ""))
+        elif ttl_states and ct.get("TTL") and cid in ttl_states:
+            st = ttl_states[cid]
+            left = float(st.get("Expires") or 0) - time.time()
+            if left > 0:
+                check = dict(check, Status=st.get("Status") or check["Status"],
+                             Output=st.get("Output") or "")
+                remaining = left
+        self._add_check(check, ct, token, persist=False, ttl_remaining=remaining)
+
+    def _registered_as(self, service: dict | None,
+                       checks: "tuple[tuple[dict, dict], ...]") -> bool:
+        """Whether local state still holds exactly this service and these checks."""
+        if service is not None:
+            held = self.state.service(service["ID"])
+            if held is None or held != service:
+                return False
+        for chk, ct in checks:
+            cs = self.state.checks.get(chk["CheckID"])
+            if cs is None or cs.deleted or cs.chk_type != ct or \
+                    cs.check.get("ServiceID", "") != chk.get("ServiceID", ""):
+                return False
+        return True
 
     # ------------------------------------------------------------------ services
     def add_service(self, service: dict, checks: list[tuple[dict, dict]],
@@ -116,6 +230,9 @@ class LocalAgent:
         for _, ct in checks:
             self._vet_check_type(ct)
         sid = service["ID"]
+        self.config_services.pop(sid, None)     # the API's now (see __init__)
+        for chk, _ in checks:
+            self.config_checks.pop(chk["CheckID"], None)
         self.state.add_service(service, token)
         if self.files is not None:
             self.files.save_service(service, token)
@@ -151,6 +268,7 @@ class LocalAgent:
         sid = check.get("ServiceID") or ""
         if sid and self.state.service(sid) is None:
             raise IsthmusError(f'ServiceID "{sid}" does not exist')
+        self.config_checks.pop(check["CheckID"], None)
         self._add_check(check, chk_type, token)
 
     def _add_check(self, check: dict, chk_type: dict | None, token: str = "", *,

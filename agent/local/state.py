@@ -394,6 +394,11 @@ class LocalFiles:
         self._remove(self.checks_dir, _hash(check_id))
         self._remove(self.state_dir, _hash(check_id))
 
+    def remove_check_definition(self, check_id: str) -> None:
+        """Drop a persisted check definition but keep its TTL state (a config file now
+        defines the check, and its last TTL status still applies)."""
+        self._remove(self.checks_dir, _hash(check_id))
+
     def save_check_state(self, check_id: str, status: str, output: str,
                          expires_at: float) -> None:
         """A TTL check's last status; `expires_at` is wall-clock seconds (Unix time)."""

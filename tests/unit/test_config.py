@@ -369,7 +369,7 @@ def test_unimplemented_keys_warn_once_each(tmp_path: Path, data_dir: str) -> Non
     assert (f'config key "acl" is accepted but not implemented yet by Isthmus (file {a})'
             in r.warnings)
     assert any('"ports.sidecar_min_port"' in w and b in w for w in r.warnings)
-    assert any('"services"' in w for w in r.warnings)
+    assert not any('"services"' in w for w in r.warnings)    # implemented (services)
     assert not any('"ports"' in w for w in r.warnings)
 
 
@@ -392,7 +392,8 @@ def test_every_unimplemented_consul_key_is_accepted(tmp_path: Path, data_dir: st
         "verify_incoming", "verify_incoming_rpc", "verify_incoming_https", "verify_outgoing",
         "verify_server_hostname", "acl_enforce_version_8", "raft_snapshot_threshold",
         "raft_trailing_logs", "enable_script_checks", "alt_domain", "recursors",
-        "translate_wan_addrs",
+        "translate_wan_addrs", "enable_local_script_checks", "service", "services", "check",
+        "checks",
     }
     data = {k: _placeholder(v) for k, v in ck.CONSUL_KEYS.items()
             if k not in implemented_or_special}
