@@ -37,19 +37,30 @@ class _ClientConn(asyncio.Protocol):
         self._seq = 0
         self.tr: asyncio.Transport | None = None
         self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._out: list[bytes] = []          # requests of this loop iteration, one write
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.tr = transport
+        self._loop = asyncio.get_running_loop()
 
     def call(self, method: str, body: Any, timeout: float | None) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._seq += 1
         seq = self._seq
         fut = loop.create_future()
         timer = loop.call_later(timeout, self._expire, seq, method, timeout) if timeout else None
         self._pending[seq] = (fut, timer)
-        self.tr.write(encode_request(method, seq, body))
+        out = self._out
+        out.append(encode_request(method, seq, body))
+        if len(out) == 1:       # a write syscall per call was ~30 % of a forwarding server's CPU
+            loop.call_soon(self._flush)
         return fut
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and not self.closed:
+            self.tr.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _expire(self, seq: int, method: str, timeout: float) -> None:
         entry = self._pending.pop(seq, None)

@@ -300,6 +300,7 @@ class RPCConnection(asyncio.Protocol):
         self._methods = server.registry.methods
         self._ctx = CallContext(peer, tls)
         self._tr: asyncio.Transport | None = None
+        self._out: list[bytes] = []          # async replies of this loop iteration, one write
         self._inflight = 0
         self._paused = 0            # bit 1: write buffer full, bit 2: too many calls in flight
         self._closed = False
@@ -382,7 +383,15 @@ class RPCConnection(asyncio.Protocol):
                 reply = self._error_reply(method, seq, enc_exc)
         else:
             reply = self._error_reply(method, seq, exc)
-        self._tr.write(reply)
+        out = self._out
+        out.append(reply)
+        if len(out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and not self._closed:
+            self._tr.write(out[0] if len(out) == 1 else b"".join(out))
 
     # Back-pressure: stop reading while the peer does not read its replies, or while too
     # many of its calls are still running.

@@ -32,6 +32,24 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def wait_until(pred, within: float = 30.0, what: str = "condition",
+               ignore: tuple = (OSError, AssertionError, ValueError, KeyError)):
+    """Poll `pred()` until it returns something truthy, and return that; `ignore`d errors
+    count as "not yet". AssertionError (naming `what` and the last result) after `within` s."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < within:
+        try:
+            last = pred()
+        except ignore as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {within}s (last: {last!r})")
+
+
 def isthmus(*args: str, env: dict | None = None, timeout: float = 30,
             cwd: str | None = None) -> subprocess.CompletedProcess:
     """Run one `isthmus` command to completion."""

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .procs import AgentProc, free_port, isthmus
+from .procs import AgentProc, free_port, isthmus, wait_until
 
 pytestmark = pytest.mark.integration
 NODE = "area1"
@@ -21,21 +21,9 @@ NOT_RUNNING = "network areas are not running on this server"
 def dev():
     a = AgentProc("-dev", "-node", NODE)
     a.wait_ready()
-    _until(lambda: a.get("/v1/status/leader")[1] not in ('""', ""), 30.0, "leader elected")
+    wait_until(lambda: a.get("/v1/status/leader")[1] not in ('""', ""), 30.0, "leader elected")
     yield a
     a.kill()
-
-
-def _until(fn, within: float, what: str):
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < within:
-        last = fn()
-        if last:
-            print(f"{what}: after {time.monotonic() - t0:.2f}s")
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {within}s (last: {last!r})")
 
 
 def _req(dev: AgentProc, method: str, path: str, body=None):
@@ -248,7 +236,7 @@ def _members_or_skip(dev: AgentProc, area_id: str) -> list:
         if status == 500 and NOT_RUNNING in text:
             pytest.skip("agent.areas (the area manager) is not running on this server")
         return json.loads(text) if status == 200 and json.loads(text) else None
-    return _until(members, 30.0, "own server listed in the new area")
+    return wait_until(members, 30.0, "own server listed in the new area")
 
 
 def test_join_and_members(clean):

@@ -13,19 +13,7 @@ import pytest
 
 from agent.demo import ROOT, Demo
 
-
-def wait(pred, within: float, what: str) -> float:
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < within:
-        try:
-            last = pred()
-        except (OSError, ValueError, KeyError) as exc:
-            last = exc
-        if last is True:
-            return time.monotonic() - t0
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {within}s (last: {last!r})")
+from .procs import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +83,7 @@ def test_wan_and_area_paths_and_deleting_the_area(demo):
                         f"{spoke.host}:{spoke.ports['serf-wan']}"],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
-    wait(lambda: any(m["Name"].endswith(".dc2") and m["Status"] == 1 for m in
+    wait_until(lambda: any(m["Name"].endswith(".dc2") and m["Status"] == 1 for m in
                      json.loads(hub.get("/v1/agent/members?wan=1")[1])), 30, "dc2 in the WAN")
     areas = json.loads(hub.get("/v1/operator/area")[1])
     area_id = next(a["ID"] for a in areas if a["PeerDatacenter"] == "dc2")
@@ -109,6 +97,6 @@ def test_wan_and_area_paths_and_deleting_the_area(demo):
     # dc3 has no WAN path: deleting its area leaves no route at all
     area3 = next(a["ID"] for a in areas if a["PeerDatacenter"] == "dc3")
     assert hub.get(f"/v1/operator/area/{area3}", "DELETE")[0] == 200
-    wait(lambda: http(demo, "dc1", "/v1/kv/failover?dc=dc3&stale")[1].strip()
+    wait_until(lambda: http(demo, "dc1", "/v1/kv/failover?dc=dc3&stale")[1].strip()
          == "No path to datacenter", 30, "dc3 unroutable after its area is deleted")
     assert "dc3" not in json.loads(hub.get("/v1/catalog/datacenters")[1])

@@ -5,31 +5,18 @@ API registrations stay); a bad file fails the reload and changes nothing."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import consul
 import pytest
 
-from .procs import AgentProc, free_port, isthmus
+from .procs import AgentProc, free_port, isthmus, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def wait_for(fn, within: float = 30.0, what: str = "condition"):
-    """Poll `fn()` until it returns a truthy value; returns it (fails after `within`)."""
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < within:
-        try:
-            last = fn()
-        except (consul.ConsulException, OSError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {within}s; last: {last!r}")
+    return wait_until(fn, within, what, ignore=(consul.ConsulException, OSError, KeyError))
 
 
 def write(path: Path, data) -> str:

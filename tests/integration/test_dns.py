@@ -21,7 +21,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from .procs import AgentProc, isthmus
+from .procs import AgentProc, isthmus, wait_until
 
 pytestmark = pytest.mark.integration
 DIG = shutil.which("dig")
@@ -59,17 +59,10 @@ def dig_answers(out: str) -> list[list[str]]:
 
 
 def wait(pred, within: float, what: str) -> float:
+    """Seconds until `pred()` holds (DNS errors count as "not yet")."""
     t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < within:
-        try:
-            last = pred()
-        except (OSError, dns.exception.DNSException, AssertionError) as exc:
-            last = exc
-        if last is True:
-            return time.monotonic() - t0
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {within}s (last: {last!r})")
+    wait_until(pred, within, what, ignore=(OSError, dns.exception.DNSException, AssertionError))
+    return time.monotonic() - t0
 
 
 def register(agent: AgentProc, body: dict) -> None:

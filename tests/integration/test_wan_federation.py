@@ -12,21 +12,7 @@ import time
 
 import pytest
 
-from .procs import AgentProc, isthmus
-
-
-def wait(pred, within: float, what: str) -> float:
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < within:
-        try:
-            last = pred()
-        except (OSError, AssertionError, ValueError) as exc:
-            last = exc
-        if last is True:
-            return time.monotonic() - t0
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {within}s (last: {last!r})")
+from .procs import AgentProc, isthmus, wait_until
 
 
 def server(tmp, name: str, host: str, dc: str, expect: int, *extra: str) -> AgentProc:
@@ -54,7 +40,7 @@ def two_dcs(tmp_path):
                     "-retry-join", f"127.0.0.2:{b1.serf_lan_port}", "-retry-interval", "1s")
         procs.append(b2)
         for p in procs:
-            wait(lambda p=p: leader_ok(p), 60, f"leader seen by {p.host}")
+            wait_until(lambda p=p: leader_ok(p), 60, f"leader seen by {p.host}")
         r = isthmus("join", "-http-addr", a.http, "-wan", f"127.0.0.2:{b1.serf_wan_port}")
         assert r.returncode == 0, r.stdout + r.stderr
         yield a, b1, b2
@@ -69,10 +55,11 @@ def wan_names(p: AgentProc) -> set[str]:
 
 def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
     a, b1, b2 = two_dcs
-    took = wait(lambda: wan_names(a) == {"a1.dc1", "b1.dc2", "b2.dc2"}, 45,
-                "every server in the WAN pool (b2 only by flood join)")
-    print(f"WAN pool complete {took:.2f}s after join -wan")
-    assert wait(lambda: a.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"], 30, "dc list")
+    t0 = time.monotonic()
+    wait_until(lambda: wan_names(a) == {"a1.dc1", "b1.dc2", "b2.dc2"}, 45,
+               "every server in the WAN pool (b2 only by flood join)")
+    print(f"WAN pool complete {time.monotonic() - t0:.2f}s after join -wan")
+    wait_until(lambda: a.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"], 30, "dc list")
     assert b1.get_json("/v1/catalog/datacenters") == ["dc2", "dc1"]
 
     # WAN coordinates per datacenter, and `rtt -wan` from them
@@ -81,7 +68,7 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
         nodes = {(e["Datacenter"], e["AreaID"]): {c["Node"] for c in e["Coordinates"]}
                  for e in maps}
         return nodes == {("dc1", "wan"): {"a1"}, ("dc2", "wan"): {"b1", "b2"}}
-    wait(wan_coords, 30, "WAN coordinates of both datacenters")
+    wait_until(wan_coords, 30, "WAN coordinates of both datacenters")
     r = isthmus("rtt", "-http-addr", a.http, "-wan", "b1.dc2")
     assert r.returncode == 0 and "Estimated b1.dc2 <-> a1.dc1 rtt:" in r.stdout, r.stderr
     assert "(using WAN coordinates)" in r.stdout
@@ -122,7 +109,7 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
                   "-retry-interval", "1s", host="127.0.0.4")
     try:
         c.wait_ready(60)
-        wait(lambda: c.get("/v1/kv/hello?dc=dc2&raw")[1] == "again", 30,
+        wait_until(lambda: c.get("/v1/kv/hello?dc=dc2&raw")[1] == "again", 30,
              "dc2's key read through a dc1 client agent")
         assert c.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"]
     finally:
