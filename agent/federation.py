@@ -112,30 +112,48 @@ class Federation:
     async def forward(self, method: str, body: dict) -> Any:
         """Send a request to a server of `body["Datacenter"]` (see the module doc)."""
         dc = body["Datacenter"]
-        pool = self.agent.rpc_pool
+        try:
+            first = self.router.find_route(dc)          # NoPath for an unknown datacenter
+        except DCUnreachable:
+            first = None
         last: Exception | None = None
-        tried = 0
+        if first is not None:                       # the usual case: the route works
+            try:
+                return await self._send(first, method, body, dc)
+            except RPCConnectError as exc:
+                last = exc
+        tried = 1 if first is not None else 0
         for area, server in self.router.candidates(dc):
-            if tried:
-                self.stats["failovers"] += 1
+            if (area, server) == first:
+                continue
+            self.stats["failovers"] += 1
             tried += 1
             try:
-                reply = await pool.call(server.addr, method, body, dc=dc, tls=server.use_tls)
-            except RPCConnectError as exc:           # never sent: try the next one
-                self.router.notify_failed(area, server)
+                return await self._send((area, server), method, body, dc)
+            except RPCConnectError as exc:
                 last = exc
-                continue
-            except (ConnectionLost, RPCTimeout):
-                self.router.notify_failed(area, server)
-                self.stats["errors"] += 1
-                raise
-            self.stats["forwarded"] += 1
-            return reply
         self.stats["errors"] += 1
         for m in self.router.managers(dc):      # until a ping answers or a server is added
             m.offline = True
         _log.warning("No server of %s answered (%d tried): %s", dc, tried, last)
         raise DCUnreachable(dc)
+
+    async def _send(self, route: tuple[str, Server], method: str, body: dict, dc: str) -> Any:
+        """One attempt; a failure rotates the server away (RPCConnectError: nothing was sent,
+        the caller may try the next one; other errors go back to the client)."""
+        area, server = route
+        try:
+            reply = await self.agent.rpc_pool.call(server.addr, method, body, dc=dc,
+                                                   tls=server.use_tls)
+        except RPCConnectError:
+            self.router.notify_failed(area, server)
+            raise
+        except (ConnectionLost, RPCTimeout):
+            self.router.notify_failed(area, server)
+            self.stats["errors"] += 1
+            raise
+        self.stats["forwarded"] += 1
+        return reply
 
     # ------------------------------------------------------------------ reads for the API
 

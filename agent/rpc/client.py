@@ -33,7 +33,11 @@ class _ClientConn(asyncio.Protocol):
         self.key = key
         self._feed = FrameDecoder(REPLY, pool.limits.rpc_max_header_bytes,
                                   pool.limits.rpc_max_body_bytes).feed
-        self._pending: dict[int, tuple[asyncio.Future, asyncio.TimerHandle | None]] = {}
+        # seq -> (future, deadline or None, method, timeout); one timer per connection at
+        # the earliest deadline (a timer per call cost more than the rest of the call)
+        self._pending: dict[int, tuple[asyncio.Future, float | None, str, float | None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._seq = 0
         self.tr: asyncio.Transport | None = None
         self.closed = False
@@ -49,8 +53,12 @@ class _ClientConn(asyncio.Protocol):
         self._seq += 1
         seq = self._seq
         fut = loop.create_future()
-        timer = loop.call_later(timeout, self._expire, seq, method, timeout) if timeout else None
-        self._pending[seq] = (fut, timer)
+        deadline = None
+        if timeout:
+            deadline = loop.time() + timeout
+            if self._timer is None or deadline < self._timer_at:
+                self._arm(deadline)
+        self._pending[seq] = (fut, deadline, method, timeout)
         out = self._out
         out.append(encode_request(method, seq, body))
         if len(out) == 1:       # a write syscall per call was ~30 % of a forwarding server's CPU
@@ -62,12 +70,30 @@ class _ClientConn(asyncio.Protocol):
         if out and not self.closed:
             self.tr.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _expire(self, seq: int, method: str, timeout: float) -> None:
-        entry = self._pending.pop(seq, None)
-        if entry is not None and not entry[0].done():
-            entry[0].set_exception(RPCTimeout(
-                f"rpc error making call: {method} to {self.addr[0]}:{self.addr[1]} "
-                f"timed out after {timeout:g}s"))
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the calls whose deadline has passed; re-arm for the earliest one left."""
+        self._timer = None
+        now = self._loop.time()
+        earliest = None
+        for seq, (fut, deadline, method, timeout) in list(self._pending.items()):
+            if deadline is None:
+                continue
+            if deadline <= now:
+                del self._pending[seq]
+                if not fut.done():
+                    fut.set_exception(RPCTimeout(
+                        f"rpc error making call: {method} to {self.addr[0]}:{self.addr[1]} "
+                        f"timed out after {timeout:g}s"))
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None and not self.closed:
+            self._arm(earliest)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -82,9 +108,7 @@ class _ClientConn(asyncio.Protocol):
             entry = pending.pop(seq, None)
             if entry is None:
                 continue                        # timed out or cancelled earlier
-            fut, timer = entry
-            if timer is not None:
-                timer.cancel()
+            fut = entry[0]
             if fut.done():
                 continue
             if error:
@@ -100,9 +124,10 @@ class _ClientConn(asyncio.Protocol):
 
     def _fail(self, err: Exception) -> None:
         pending, self._pending = self._pending, {}
-        for fut, timer in pending.values():
-            if timer is not None:
-                timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for fut, *_ in pending.values():
             if not fut.done():
                 fut.set_exception(err)
 
