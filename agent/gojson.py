@@ -24,12 +24,36 @@ def json_type(v: Any) -> str:
     return "null"
 
 
+def _literal_error(raw: str, pos: int) -> str:
+    """Go's scanner on a value that starts like true/false/null or a number but is not one:
+    it names the first wrong character inside the literal."""
+    ch = raw[pos]
+    for word in ("true", "false", "null"):
+        if ch == word[0]:
+            for i, want in enumerate(word[1:], 1):
+                if pos + i >= len(raw):
+                    return "unexpected EOF"
+                if raw[pos + i] != want:
+                    return (f"invalid character {raw[pos + i]!r} in literal {word} "
+                            f"(expecting {want!r})")
+            return ""
+    if ch == "-":
+        if pos + 1 >= len(raw):
+            return "unexpected EOF"
+        if not raw[pos + 1].isdigit():
+            return f"invalid character {raw[pos + 1]!r} in numeric literal"
+    return ""
+
+
 def _syntax_error(raw: str, exc: json.JSONDecodeError) -> str:
     pos = exc.pos
     if pos >= len(raw.rstrip()):
         return "unexpected EOF"
     ch = raw[pos]
     if exc.msg.startswith("Expecting value"):
+        literal = _literal_error(raw, pos)
+        if literal:
+            return literal
         return f"invalid character {ch!r} looking for beginning of value"
     if exc.msg.startswith("Extra data"):
         return f"invalid character {ch!r} after top-level value"

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .. import log
-from ..errors import ConfigError, IsthmusError
+from ..errors import IsthmusError
 from ..local.body import DecodeFailed, Fields, parse_json
 from ..local.checks import truncate
 from ..local.defs import Invalid, parse_check, parse_service
 from ..local.manager import NotFound
 from ..local.state import CRITICAL, PASSING, WARNING
 from .errors import HTTPError, bad_request
+from .filtering import apply_filter
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -33,12 +34,39 @@ def _ok() -> web.Response:
     return web.Response(status=200)
 
 
-async def _body(request: web.Request, struct: str) -> Fields:
+async def _body(request: web.Request, struct: str, required: bool = False) -> Fields:
     raw = await request.read()
     try:
+        if required and not raw.strip():
+            raise DecodeFailed("EOF")           # Go's decoder on an empty body
         return Fields(parse_json(raw), struct)
     except DecodeFailed as exc:
         raise bad_request(f"Request decode failed: {exc}") from None
+
+
+def _decode_all(f: Fields, check: bool) -> None:
+    """Go decodes the whole body before Consul validates any of it: a field of the wrong
+    type answers "Request decode failed" even when the name is missing as well."""
+    for name in ("ID", "Name", "Notes", "ServiceID", "Status", "HTTP", "Method", "Body", "TCP",
+                 "Token") if check else ("Kind", "ID", "Name", "Address", "SocketPath", "Token"):
+        f.str(name)
+    if check:
+        f.strlist("ScriptArgs")
+        f.header("Header")
+        for name in ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter"):
+            f.duration(name)
+        f.bool("TLSSkipVerify")
+        return
+    f.strlist("Tags")
+    f.strmap("Meta")
+    f.int("Port")
+    f.bool("EnableTagOverride")
+    f.obj("TaggedAddresses", "map[string]structs.ServiceAddress")
+    f.obj("Check", "CheckType")
+    f.objlist("Checks", "CheckType")
+    f.obj("Weights", "Weights")
+    f.obj("Proxy", "structs.ConnectProxyConfig")
+    f.obj("Connect", "structs.ServiceConnect")
 
 
 def _not_found(exc: NotFound) -> HTTPError:
@@ -92,8 +120,9 @@ def _json(obj, request: web.Request, headers: dict | None = None) -> web.Respons
 # ---------------------------------------------------------------------- services
 
 async def service_register(agent: "Agent", request: web.Request) -> web.Response:
-    f = await _body(request, "ServiceDefinition")
+    f = await _body(request, "ServiceDefinition", required=True)
     try:
+        _decode_all(f, check=False)
         service, checks = parse_service(f)
     except DecodeFailed as exc:
         raise bad_request(f"Request decode failed: {exc}") from None
@@ -114,12 +143,9 @@ async def service_deregister(agent: "Agent", request: web.Request) -> web.Respon
 
 
 async def services(agent: "Agent", request: web.Request) -> web.Response:
-    if "filter" in request.query:
-        raise bad_request("Failed to create boolean expression evaluator: ?filter is not "
-                          "supported by Isthmus yet")
     dc = agent.config.datacenter
-    return _json({sid: agent_service(s, dc) for sid, s in _local(agent).services().items()},
-                 request)
+    out = {sid: agent_service(s, dc) for sid, s in _local(agent).services().items()}
+    return _json(apply_filter(request, out), request)
 
 
 async def service_get(agent: "Agent", request: web.Request) -> web.Response:
@@ -169,8 +195,9 @@ async def node_maintenance(agent: "Agent", request: web.Request) -> web.Response
 # ---------------------------------------------------------------------- checks
 
 async def check_register(agent: "Agent", request: web.Request) -> web.Response:
-    f = await _body(request, "CheckDefinition")
+    f = await _body(request, "CheckDefinition", required=True)
     try:
+        _decode_all(f, check=True)
         check, ct = parse_check(f)
     except DecodeFailed as exc:
         raise bad_request(f"Request decode failed: {exc}") from None
@@ -215,34 +242,31 @@ async def check_update(agent: "Agent", request: web.Request) -> web.Response:
 
 
 async def checks(agent: "Agent", request: web.Request) -> web.Response:
-    if "filter" in request.query:
-        raise bad_request("Failed to create boolean expression evaluator: ?filter is not "
-                          "supported by Isthmus yet")
-    return _json({cid: agent_check(c) for cid, c in _local(agent).checks().items()}, request)
+    out = {cid: agent_check(c) for cid, c in _local(agent).checks().items()}
+    return _json(apply_filter(request, out), request)
 
 
 # ---------------------------------------------------------------------- reload
 
 async def reload(agent: "Agent", request: web.Request) -> web.Response:
-    """Re-read the configuration as the agent was started with it (`agent.config_argv`):
-    a configuration that no longer loads answers 500 with its problems; otherwise the
-    reloadable part Isthmus has — node_meta — is applied (the node is re-synced) and a
-    full anti-entropy sync runs. The config model has no service/check definitions yet,
-    so there are none to re-read."""
+    """Re-read the configuration as the agent was started with it (`agent.config_argv`),
+    as Consul's reload: the config files' services and checks replace the ones they
+    defined before (added, changed and removed; API registrations stay) and node_meta is
+    applied; then a full anti-entropy sync runs. A configuration that no longer loads, or
+    definitions that do not apply, answer 500 with the problems and change nothing."""
     argv = getattr(agent, "config_argv", None)
     local = _local(agent)
-    if argv is not None:
-        from ..config.load import load
-        try:
-            loaded = load(list(argv))
-        except ConfigError as exc:
-            raise HTTPError(500, "Failed to parse config: " + "; ".join(exc.problems)) from None
-        st = local.state
-        st.set_node_info(st.node_id, st.node_address, st.tagged_addresses,
-                         dict(loaded.config.node_meta))
-        for w in loaded.warnings:
-            _log.warning("%s", w)
-    local.syncer.trigger_full()
+    if argv is None:
+        local.syncer.trigger_full()
+        return _ok()
+    from ..local.reload import ReloadFailed, reload_config
+    try:
+        warnings = reload_config(local, argv)
+    except ReloadFailed as exc:
+        _log.error("Failed to reload configs: %s", exc)
+        raise HTTPError(500, str(exc)) from None
+    for w in warnings:
+        _log.warning("%s", w)
     _log.info("Reloaded configuration")
     return _ok()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -19,13 +20,24 @@ MAX_VALUE_SIZE = 512 * 1024     # Consul's limits.kv_max_value_size
 
 
 def _uint(request: web.Request, name: str) -> int:
-    raw = request.query.get(name, "")
-    if not raw:
+    """strconv.ParseUint(?name, 10, 64) when the parameter is present (even empty); Consul
+    returns its error unwrapped, so it answers 500 with strconv's text."""
+    if name not in request.query:
         return 0
-    if not raw.isdigit():
-        raise bad_request(f"Invalid {name} value: {raw!r}" if name != "flags"
-                          else f"Invalid flags: strconv.ParseUint: parsing {raw!r}: invalid syntax")
+    raw = request.query.get(name, "")
+    quoted = json.dumps(raw, ensure_ascii=False)
+    if not raw or not raw.isascii() or not raw.isdigit():
+        raise HTTPError(500, f"strconv.ParseUint: parsing {quoted}: invalid syntax")
+    if int(raw) >= 1 << 64:
+        raise HTTPError(500, f"strconv.ParseUint: parsing {quoted}: value out of range")
     return int(raw)
+
+
+def _conflicting(request: web.Request, *flags: str) -> None:
+    """Consul's conflictingFlags: 400 when more than one of `flags` is present."""
+    if sum(f in request.query for f in flags) > 1:
+        params = sorted(request.query.items(), key=lambda kv: kv[0])     # url.Values.Encode
+        raise bad_request("Conflicting flags: " + urllib.parse.urlencode(params))
 
 
 def _key(request: web.Request) -> str:
@@ -73,15 +85,18 @@ async def put(agent: "Agent", request: web.Request) -> web.Response:
     key = _key(request)
     if not key:
         raise bad_request("Missing key name")
+    _conflicting(request, "cas", "acquire", "release")
+    flags = _uint(request, "flags")
+    cas = _uint(request, "cas")
     size = request.content_length
     value = await request.read()
     if len(value) > MAX_VALUE_SIZE or (size or 0) > MAX_VALUE_SIZE:
         raise HTTPError(413, f"Request body({len(value)} bytes) too large, max size: "
                              f"{MAX_VALUE_SIZE} bytes. See https://developer.hashicorp.com/"
                              "consul/docs/agent/config/config-files#kv_max_value_size.")
-    ent = {"Key": key, "Value": value, "Flags": _uint(request, "flags")}
+    ent = {"Key": key, "Value": value, "Flags": flags}
     op = "set"
-    # the same precedence as Consul's KVSPut: acquire, then release, then cas
+    # at most one of acquire, release, cas (conflicts were refused above)
     if "acquire" in request.query:
         op = "lock"
         ent["Session"] = request.query["acquire"]
@@ -90,7 +105,7 @@ async def put(agent: "Agent", request: web.Request) -> web.Response:
         ent["Session"] = request.query["release"]
     if "cas" in request.query:
         op = "cas"
-        ent["ModifyIndex"] = _uint(request, "cas")
+        ent["ModifyIndex"] = cas
     body = {"Datacenter": request.query.get("dc") or agent.config.datacenter, "Op": op,
             "DirEnt": ent}
     ok = await agent.rpc("KVS.Apply", body)
@@ -99,14 +114,15 @@ async def put(agent: "Agent", request: web.Request) -> web.Response:
 
 async def delete(agent: "Agent", request: web.Request) -> web.Response:
     key = _key(request)
+    _conflicting(request, "recurse", "cas")
     op, ent = "delete", {"Key": key}
     if _flag(request, "recurse"):
         op = "delete-tree"
-    elif "cas" in request.query:
-        op = "delete-cas"
-        ent["ModifyIndex"] = _uint(request, "cas")
     elif not key:
         raise bad_request("Missing key name")
+    if "cas" in request.query:              # never with recurse: refused above
+        op = "delete-cas"
+        ent["ModifyIndex"] = _uint(request, "cas")
     body = {"Datacenter": request.query.get("dc") or agent.config.datacenter, "Op": op,
             "DirEnt": ent}
     ok = await agent.rpc("KVS.Apply", body)

@@ -2,13 +2,12 @@
 list."""
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..config.load import parse_go_duration
-from ..gojson import json_type
+from ..gojson import GoJSONError, json_type, loads
 from .errors import HTTPError, bad_request
 from .query import datacenter, meta_headers, query_options
 
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
 
 SERF_CHECK_ID = "serfHealth"
 LOCK_DELAY_MIN_THRESHOLD = 1000         # ns: smaller numbers are seconds (Consul's FixupLockDelay)
-MAX_BODY = 1 << 20
 
 # Go field name -> JSON type of structs.Session fields a create may set
 _FIELDS = {"ID": str, "Name": str, "Node": str, "Behavior": str, "TTL": str, "LockDelay": None,
@@ -52,17 +50,17 @@ def _lock_delay(v: Any) -> int:
 async def _decode_session(request: web.Request) -> dict:
     """The create body into Consul's Session fields, keys matched case-insensitively."""
     raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise HTTPError(413, "Request body too large")
-    if not raw.strip():
+    if not raw:                             # Consul decodes only when ContentLength > 0
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
+        body = loads(raw)
+    except GoJSONError as exc:
         raise bad_request(f"Request decode failed: {exc}") from None
+    if body is None:                        # JSON null decodes into the zero Session
+        return {}
     if not isinstance(body, dict):
         raise bad_request("Request decode failed: json: cannot unmarshal "
-                          f"{type(body).__name__} into Go value of type structs.Session")
+                          f"{json_type(body)} into Go value of type structs.Session")
     out: dict = {}
     names = {k.lower(): k for k in _FIELDS}
     for key, value in body.items():

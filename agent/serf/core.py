@@ -284,13 +284,15 @@ class SerfCore:
     def user_event(self, name: str, payload: bytes, coalesce: bool, now: float) -> None:
         """Broadcast a user event (ValueError when over the size limits)."""
         if len(name) + len(payload) > self.cfg.user_event_size_limit:
-            raise ValueError(f"user event exceeds configured limit of {self.cfg.user_event_size_limit} bytes")
+            raise ValueError(f"user event exceeds configured limit of {self.cfg.user_event_size_limit} "
+                             "bytes before encoding")
         ltime = self.event_clock.time()
         self.event_clock.increment()
         msg = m.SerfUserEvent(ltime, name, payload, coalesce)
         raw = wire.encode_serf(msg)
         if len(raw) > USER_EVENT_HARD_LIMIT:
-            raise ValueError(f"user event exceeds sane limit of {USER_EVENT_HARD_LIMIT} bytes")
+            raise ValueError(f"encoded user event exceeds sane limit of {USER_EVENT_HARD_LIMIT} "
+                             "bytes after encoding")
         self._handle_user_event(msg, now)
         self._broadcast(self._event_queue, raw)
 
