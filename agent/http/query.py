@@ -44,7 +44,12 @@ def query_options(agent: "Agent", request: web.Request) -> dict:
 
 
 def meta_headers(reply: dict) -> dict:
-    """X-Consul-Index / KnownLeader / LastContact from an RPC reply's query meta."""
-    return {"X-Consul-Index": str(reply.get("Index", 0)),
-            "X-Consul-KnownLeader": "true" if reply.get("KnownLeader") else "false",
-            "X-Consul-LastContact": str(reply.get("LastContact", 0))}
+    """X-Consul-Index / KnownLeader / LastContact / Effective-Consistency from an RPC
+    reply's query meta (the last only when the reply names one, as Consul's setConsistency)."""
+    headers = {"X-Consul-Index": str(reply.get("Index", 0)),
+               "X-Consul-KnownLeader": "true" if reply.get("KnownLeader") else "false",
+               "X-Consul-LastContact": str(reply.get("LastContact", 0))}
+    level = reply.get("ConsistencyLevel")
+    if level:
+        headers["X-Consul-Effective-Consistency"] = level
+    return headers

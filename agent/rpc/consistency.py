@@ -4,7 +4,8 @@ Writes go to the leader. Reads by `QueryOptions`: `AllowStale` — any server an
 its own state; default — the leader answers from its state without checking that it still
 leads (Consul's documented default); `RequireConsistent` — the leader first confirms its
 leadership with a quorum (ReadIndex) and waits until it has applied that index. Replies
-carry `Index`, `KnownLeader` and `LastContact` (ms since the leader was last heard).
+carry `Index`, `KnownLeader`, `LastContact` (ms since the leader was last heard) and
+`ConsistencyLevel` (the mode that served the read; HTTP's X-Consul-Effective-Consistency).
 """
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ async def write(consensus: "Consensus", method: str, body: dict,
                 local: Callable[[], Awaitable[Any]]) -> Any:
     """Run `local()` on the leader, or forward the whole call there."""
     return await consensus.route(method, body, local)
+
+
+def consistency_level(body: dict) -> str:
+    """Consul's QueryOptions.ConsistencyLevel: "consistent" wins over "stale"; else "leader"."""
+    if body.get("RequireConsistent"):
+        return "consistent"
+    if body.get("AllowStale"):
+        return "stale"
+    return "leader"
 
 
 async def read(consensus: "Consensus", method: str, body: dict,
@@ -59,4 +69,5 @@ async def read(consensus: "Consensus", method: str, body: dict,
     reply["Index"] = max(1, reply["Index"])
     reply["KnownLeader"] = bool(node.leader_id)
     reply["LastContact"] = node.last_contact_ms()
+    reply["ConsistencyLevel"] = consistency_level(body)
     return reply
