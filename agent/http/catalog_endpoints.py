@@ -3,18 +3,24 @@ nodes, services, service/<name>, node/<node>, in Consul's JSON shapes (empty lis
 than null where Consul substitutes them) with its X-Consul-* headers.
 
 `?near=<node>` (`_agent`: this agent's node) on nodes and service/<name> sorts by estimated
-RTT from that node (the RPC's `Source`; Consul's parseSource); `?filter=` is refused with
-400 (bexpr filters are not implemented).
+RTT from that node (the RPC's `Source`; Consul's parseSource); `?filter=` (Consul's bexpr
+language) narrows nodes, service/<name> and node/<node> (agent/http/filtering.py).
+
+Service reads (service/<name> here and /v1/health/service/<name>) go through
+`service_response`: on servers the body of an identical read at the same X-Consul-Index is
+sent again (`BodyCache`), and an unchanged instance is encoded once (`FragmentMemo`).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from aiohttp import web
 
 from ..state.catalog import clone
 from .body import ANY, BOOL, INT, STR, ListOf, MapOf, Struct, decode_body
 from .errors import bad_request
+from .filtering import apply_filter, check_filter
 from .query import meta_headers, query_options
 
 if TYPE_CHECKING:
@@ -47,10 +53,130 @@ def json_response(obj, reply: dict | None, request: web.Request) -> web.Response
                         content_type="application/json", headers=headers)
 
 
+class BodyCache:
+    """Encoded reply bodies of service reads, by request shape, with the X-Consul-Index they
+    were made at. A service's index names its content (every write to its instances, their
+    checks or their nodes moves it; Raft makes that the same on every server), so a read at
+    an index already seen sends the same bytes without shaping and encoding 1,000 instances
+    again. Least recently used bodies go first past `limit` bytes."""
+
+    def __init__(self, limit: int = 32 << 20) -> None:
+        self.limit = limit
+        self.size = 0
+        self._bodies: dict[tuple, tuple[int, bytes]] = {}
+
+    def get(self, key: tuple, index: int) -> bytes | None:
+        hit = self._bodies.pop(key, None)
+        if hit is None:
+            return None
+        if hit[0] != index:
+            self.size -= len(hit[1])
+            return None
+        self._bodies[key] = hit                 # most recently used last
+        return hit[1]
+
+    def put(self, key: tuple, index: int, body: bytes) -> None:
+        old = self._bodies.pop(key, None)
+        if old is not None:
+            self.size -= len(old[1])
+        if len(body) > self.limit:
+            return
+        self._bodies[key] = (index, body)
+        self.size += len(body)
+        while self.size > self.limit:             # dicts keep insertion order: oldest first
+            self.size -= len(self._bodies.pop(next(iter(self._bodies)))[1])
+
+
+class FragmentMemo:
+    """Compact JSON of single reply entries, by the entry's identity. The catalog keeps an
+    unchanged instance's entry (the same object) across writes to its service, and rows are
+    never changed in place, so after one instance of 1,000 changed only that one is shaped
+    and encoded again; `?near=`, `?passing` and `?filter=` orders and subsets reuse them too.
+    Two generations of at most `size` entries: one unused for a whole generation goes."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._new: dict[int, tuple[object, Callable, bytes]] = {}
+        self._old: dict[int, tuple[object, Callable, bytes]] = {}
+
+    def encode(self, entries: Iterable[object], shape: Callable[[Any], object]) -> bytes:
+        """The JSON array of `shape(e)` for each entry, as `encode(list, False)` writes it."""
+        from .server import encode
+        parts = []
+        for e in entries:
+            hit = self._new.get(id(e))
+            # an entry held here keeps its id; the shape is checked, should one entry ever
+            # be sent in two shapes
+            if hit is None or hit[0] is not e or hit[1] is not shape:
+                hit = self._old.get(id(e))
+                if hit is None or hit[0] is not e or hit[1] is not shape:
+                    hit = (e, shape, encode(shape(e), False))
+                self._new[id(e)] = hit
+                if len(self._new) >= self.size:
+                    self._old, self._new = self._new, {}
+            parts.append(hit[2])
+        return b"[" + b",".join(parts) + b"]"
+
+
+class _AgentCaches:
+    __slots__ = ("bodies", "fragments")
+
+    def __init__(self) -> None:
+        self.bodies = BodyCache()
+        self.fragments = FragmentMemo()
+
+
+_CACHES: "weakref.WeakKeyDictionary[Agent, _AgentCaches]" = weakref.WeakKeyDictionary()
+
+
+def service_response(agent: "Agent", request: web.Request, opts: dict, reply: dict, kind: str,
+                     entries: Callable[[], list], shape: Callable[[Any], object],
+                     *extra) -> web.Response:
+    """The JSON array of `shape(e)` for each of a service read's `entries()` (only called
+    when no body is reused), with its X-Consul-* headers (`extra`: whatever else, beyond
+    the RPC's options, decides the entries). On
+    servers, for their own datacenter (the Raft history behind the index is then the one
+    this process lives in; a client agent could outlive a cluster rebuilt from scratch,
+    whose indexes start over): the body of the same read at the same index is reused
+    (BodyCache; not for `?near=`: coordinates are not in the index), and when this server
+    answered from its own store, entries are encoded through its FragmentMemo."""
+    pretty = "pretty" in request.query
+    consensus = agent.consensus
+    if consensus is None or opts.get("Datacenter") != agent.config.datacenter:
+        return _response(_encode([shape(e) for e in entries()], pretty), reply)
+    caches = _CACHES.get(agent)
+    if caches is None:
+        caches = _CACHES[agent] = _AgentCaches()
+
+    def body() -> bytes:
+        if pretty or not (opts.get("AllowStale") or not consensus.not_leader()):
+            return _encode([shape(e) for e in entries()], pretty)
+        return caches.fragments.encode(entries(), shape)
+    if opts.get("Source"):
+        return _response(body(), reply)
+    key = (kind, opts.get("Datacenter"), opts.get("ServiceName"),
+           tuple(opts.get("ServiceTags") or ()) if opts.get("TagFilter") else None,
+           tuple(sorted((opts.get("NodeMetaFilters") or {}).items())), pretty, *extra)
+    index = reply.get("Index", 0)
+    cached = caches.bodies.get(key, index)
+    if cached is None:
+        cached = body()
+        caches.bodies.put(key, index, cached)
+    return _response(cached, reply)
+
+
+def _response(body: bytes, reply: dict) -> web.Response:
+    return web.Response(body=body, content_type="application/json", headers=meta_headers(reply))
+
+
+def _encode(obj, pretty: bool) -> bytes:
+    from .server import encode
+    return encode(obj, pretty)
+
+
 def read_options(agent: "Agent", request: web.Request) -> dict:
-    """query_options plus ?node-meta=k:v (repeatable); refuses ?filter."""
-    if "filter" in request.query:
-        raise bad_request("Filter expressions (?filter=) are not supported")
+    """query_options plus ?node-meta=k:v (repeatable); compiles ?filter= (fails fast)."""
+    check_filter(request)
     opts = query_options(agent, request)
     metas = request.query.getall("node-meta", [])
     if metas:
@@ -150,7 +276,7 @@ async def nodes(agent: "Agent", request: web.Request):
     opts = read_options(agent, request)
     near_options(agent, request, opts)
     reply = await agent.rpc("Catalog.ListNodes", opts)
-    return json_response(reply.get("Nodes") or [], reply, request)
+    return json_response(apply_filter(request, reply.get("Nodes") or []), reply, request)
 
 
 async def services(agent: "Agent", request: web.Request):
@@ -164,8 +290,9 @@ async def service(agent: "Agent", request: web.Request):
     near_options(agent, request, opts)
     opts["ServiceName"] = _segment(request, "Missing service name")
     reply = await agent.rpc("Catalog.ServiceNodes", opts)
-    return json_response([_service_node_json(s) for s in reply.get("ServiceNodes") or []],
-                         reply, request)
+    return service_response(agent, request, opts, reply, "catalog",
+                            lambda: apply_filter(request, reply.get("ServiceNodes") or []),
+                            _service_node_json, request.query.get("filter", ""))
 
 
 async def node(agent: "Agent", request: web.Request):
@@ -175,7 +302,8 @@ async def node(agent: "Agent", request: web.Request):
     ns = reply.get("NodeServices")
     if ns is not None:
         ns = {"Node": ns["Node"],
-              "Services": {k: node_service_json(v) for k, v in ns["Services"].items()}}
+              "Services": {k: node_service_json(v)
+                             for k, v in apply_filter(request, ns["Services"]).items()}}
     return json_response(ns, reply, request)
 
 

@@ -1,7 +1,7 @@
 """/v1/health/* (Consul's agent/health_endpoint.go): node/<node>, checks/<service>,
 service/<service> (?passing, ?tag), state/<state> — with Consul's empty-list substitutions
 and X-Consul-* headers. `?near=<node>` (`_agent`: this agent) on checks, service and state
-sorts by estimated RTT from that node; `?filter=` is refused (400)."""
+sorts by estimated RTT from that node; `?filter=` narrows every one (agent/http/filtering.py)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .catalog_endpoints import (_segment, check_json, json_response, near_options,
-                                node_service_json, read_options, tag_options)
+                                node_service_json, read_options, service_response, tag_options)
 from .errors import bad_request
+from .filtering import apply_filter
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -21,7 +22,8 @@ async def node(agent: "Agent", request: web.Request):
     opts.pop("NodeMetaFilters", None)        # Consul's node checks take no node-meta filter
     opts["Node"] = _segment(request, "Missing node name")
     reply = await agent.rpc("Health.NodeChecks", opts)
-    return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)
+    rows = apply_filter(request, reply.get("HealthChecks") or [])
+    return json_response([check_json(c) for c in rows], reply, request)
 
 
 async def checks(agent: "Agent", request: web.Request):
@@ -29,7 +31,8 @@ async def checks(agent: "Agent", request: web.Request):
     near_options(agent, request, opts)
     opts["ServiceName"] = _segment(request, "Missing service name")
     reply = await agent.rpc("Health.ServiceChecks", opts)
-    return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)
+    rows = apply_filter(request, reply.get("HealthChecks") or [])
+    return json_response([check_json(c) for c in rows], reply, request)
 
 
 def _passing(request: web.Request) -> bool:
@@ -68,12 +71,17 @@ async def service(agent: "Agent", request: web.Request):
     opts["ServiceName"] = _segment(request, "Missing service name")
     passing = _passing(request)
     reply = await agent.rpc("Health.ServiceNodes", opts)
-    nodes = reply.get("Nodes") or []
-    if passing:
-        nodes = _filter_non_passing(nodes)
-    out = [{"Node": n["Node"], "Service": node_service_json(n["Service"]),
-            "Checks": [check_json(c) for c in n["Checks"]]} for n in nodes]
-    return json_response(out, reply, request)
+
+    def nodes() -> list:
+        out = apply_filter(request, reply.get("Nodes") or [])
+        return _filter_non_passing(out) if passing else out
+    return service_response(agent, request, opts, reply, "health", nodes,
+                            _check_service_node_json, passing, request.query.get("filter", ""))
+
+
+def _check_service_node_json(n: dict) -> dict:
+    return {"Node": n["Node"], "Service": node_service_json(n["Service"]),
+            "Checks": [check_json(c) for c in n["Checks"]]}
 
 
 async def state(agent: "Agent", request: web.Request):
@@ -81,7 +89,8 @@ async def state(agent: "Agent", request: web.Request):
     near_options(agent, request, opts)
     opts["State"] = _segment(request, "Missing check state")
     reply = await agent.rpc("Health.ChecksInState", opts)
-    return json_response([check_json(c) for c in reply.get("HealthChecks") or []], reply, request)
+    rows = apply_filter(request, reply.get("HealthChecks") or [])
+    return json_response([check_json(c) for c in rows], reply, request)
 
 
 ROUTES = {

@@ -4,8 +4,9 @@ reconciliation (Consul's leader.go reconcile / reconcileMember / reconcileReaped
 Register, Deregister: validated as Consul does, applied through Raft on the leader.
 ListDatacenters: ours and every datacenter the router reaches, nearest first.
 ListNodes, ListServices, ServiceNodes, NodeServices: reads with Consul's consistency modes
-and blocking queries on the catalog tables; ListNodes and ServiceNodes sort by estimated
-RTT from the request's `Source` node ({Datacenter, Node}: `?near=`) as Consul does.
+and blocking queries on the catalog tables (ServiceNodes by name: on that service's own
+index table); ListNodes and ServiceNodes sort by estimated RTT from the request's `Source`
+node ({Datacenter, Node}: `?near=`) as Consul does.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 from .. import log
 from ..errors import IsthmusError
 from ..serf.core import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT
-from ..state.catalog import (CRITICAL, PASSING, Catalog, deregister_command, register_command)
+from ..state.catalog import (CRITICAL, PASSING, Catalog, deregister_command, register_command,
+                             service_table)
 from ..state.store import CommandError
 from .consistency import check_dc, read, write
 from .registry import CallContext, Registry
@@ -227,7 +229,9 @@ def register(registry: Registry, agent: "Agent") -> None:
             nodes = store.coordinates.sort_near(body.get("Source"), datacenter, nodes,
                                                 lambda n: n["Node"])
             return {"ServiceNodes": nodes, "Index": idx}
-        return await read(consensus, "Catalog.ServiceNodes", body, local, ("nodes", "services"))
+        # By name: only that service's writes wake a blocking query (Consul's serviceIndex)
+        tables = ("nodes", "services") if addr else (service_table(name),)
+        return await read(consensus, "Catalog.ServiceNodes", body, local, tables)
 
     async def node_services(body: Any, ctx: CallContext) -> dict:
         check_dc(body, datacenter)

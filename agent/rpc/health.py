@@ -1,12 +1,13 @@
 """`Health.*` endpoints (Consul's agent/consul/health_endpoint.go): NodeChecks,
 ServiceChecks, ServiceNodes, ChecksInState — reads with consistency modes and blocking
-queries on the catalog tables; the last three sort by estimated RTT from the request's
-`Source` node ({Datacenter, Node}: `?near=`) as Consul does."""
+queries on the catalog tables (ServiceNodes: on that service's own index table, so only
+writes to that service, its checks or its nodes wake it); the last three sort by estimated
+RTT from the request's `Source` node ({Datacenter, Node}: `?near=`) as Consul does."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..state.catalog import Catalog
+from ..state.catalog import Catalog, service_table
 from .catalog import BadRequest, _meta_filters, _str, _tag_filter
 from .consistency import check_dc, read
 from .registry import CallContext, Registry
@@ -55,8 +56,8 @@ def register(registry: Registry, agent: "Agent") -> None:
             nodes = store.coordinates.sort_near(body.get("Source"), datacenter, nodes,
                                                 lambda n: n["Node"]["Node"])
             return {"Nodes": nodes, "Index": idx}
-        return await read(consensus, "Health.ServiceNodes", body, local,
-                          ("nodes", "services", "checks"))
+        # only writes to this service, its checks or its nodes wake a blocking query
+        return await read(consensus, "Health.ServiceNodes", body, local, (service_table(name),))
 
     async def checks_in_state(body: Any, ctx: CallContext) -> dict:
         check_dc(body, datacenter)
