@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 from .. import log
 from ..errors import IsthmusError
 from ..serf.core import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT
-from ..state.catalog import (CRITICAL, PASSING, Catalog, deregister_command, register_command,
-                             service_table)
+from ..state.catalog import (CRITICAL, PASSING, SERF_CHECK_ID, Catalog, deregister_command,
+                             register_command, service_table)
 from ..state.store import CommandError
 from .consistency import check_dc, read, write
 from .registry import CallContext, Registry
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 _log = log.get("raft")
 
-SERF_CHECK_ID = "serfHealth"                       # Consul's structs.SerfCheckID
 SERF_CHECK_NAME = "Serf Health Status"
 SERF_CHECK_ALIVE_OUTPUT = "Agent alive and reachable"
 SERF_CHECK_FAILED_OUTPUT = "Agent not live or unreachable"

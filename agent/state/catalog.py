@@ -148,6 +148,8 @@ def _same(row: dict, new: dict, fields: tuple[str, ...]) -> bool:
                for f in fields)
 
 
+SERF_CHECK_ID = "serfHealth"        # Consul's structs.SerfCheckID
+
 class _View:
     """One service name's instances, joined once (rebuilt after a write touches the name).
     A rebuilt view reuses the previous one's entries whose rows are the same objects, so an
@@ -317,12 +319,17 @@ class Catalog:
         write_node = node is None or (not req.get("SkipNodeUpdate")
                                       and not _same(node, new_node, NODE_FIELDS))
         # --- validate everything first: a registration applies whole or not at all
+        renamed_from = None             # the node this ID had under another name
         if write_node and new_node["ID"]:
-            for other_key, other in self.nodes.items():
-                if other_key != key and other["ID"].lower() == new_node["ID"].lower():
-                    return CommandError(
-                        f'failed inserting node: node ID "{new_node["ID"]}" for node "{name}" '
-                        f'aliases existing node "{other["Node"]}"')
+            nid = new_node["ID"].lower()
+            renamed_from = next((k for k, o in self.nodes.items()
+                                 if k != key and o["ID"].lower() == nid), None)
+            clash = self._name_reserved(new_node, allow_without_id=renamed_from is None)
+            if clash:
+                if renamed_from is not None:
+                    return CommandError(f'Error while renaming Node ID: "{new_node["ID"]}" '
+                                        f'({new_node["Address"]}): {clash}')
+                return CommandError(f"failed inserting node: {clash}")
         svc = None
         if req.get("Service") is not None:
             svc = _norm_service(req["Service"])
@@ -347,6 +354,8 @@ class Catalog:
                     return CommandError("failed inserting check: Missing service registration")
                 chk["ServiceName"], chk["ServiceTags"] = s["Service"], clone(s["Tags"])
         # --- apply
+        if renamed_from is not None:    # Consul: the ID moved to a new name; the old goes
+            self._delete_node(index, renamed_from)
         if write_node:
             if node is None:
                 new_node["CreateIndex"] = index
@@ -376,6 +385,21 @@ class Catalog:
         for chk in checks:
             self._ensure_check(index, chk)
         return True
+
+    def _name_reserved(self, node: dict, allow_without_id: bool) -> str:
+        """Consul's ensureNoNodeWithSimilarNameTxn: a node's name (case-insensitively) is
+        reserved by a node with another ID unless that node's serfHealth is critical (or it
+        has no serfHealth: an external registration), or — for a new ID — it has no ID."""
+        other = self.nodes.get(node["Node"].lower())
+        if other is None or other["ID"].lower() == node["ID"].lower():
+            return ""
+        if allow_without_id and not other["ID"]:
+            return ""
+        serf = self.checks.get(node["Node"].lower(), {}).get(SERF_CHECK_ID.lower())
+        if serf is None or serf["Status"] == "critical":
+            return ""
+        return (f'Node name {node["Node"]} is reserved by node {other["ID"]} with name '
+                f'{other["Node"]} ({other["Address"]})')
 
     def _ensure_check(self, index: int, chk: dict) -> None:
         nkey = chk["Node"].lower()

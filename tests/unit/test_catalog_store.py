@@ -74,12 +74,36 @@ def test_check_needs_its_service_and_nothing_half_applies(cat):
     assert "Missing node registration" in str(r)
 
 
-def test_node_id_alias_is_refused(cat):
+def test_node_id_moves_to_a_new_name_and_the_old_node_goes(cat):
+    """Consul's ensureNodeTxn: a known ID under a new name renames the node."""
     s = cat.store
     nid = "cda916bc-a357-4a19-b886-59419fcee50c"
-    s.apply(1, reg(ID=nid))
-    r = s.apply(2, reg(Node="other", ID=nid.upper()))
-    assert isinstance(r, CommandError) and "aliases existing node" in str(r)
+    s.apply(1, reg(ID=nid, Service={"Service": "web"}))
+    assert s.apply(2, reg(Node="other", ID=nid.upper())) is True
+    assert cat.get_node("n1") is None and cat.get_node("other")["ID"] == nid.upper()
+
+
+def serf(status: str) -> dict:
+    return {"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": status}
+
+
+def test_a_name_is_reserved_by_a_live_node_with_another_id(cat):
+    """Consul's ensureNoNodeWithSimilarNameTxn, for a new ID and for a rename."""
+    s = cat.store
+    a, b = "cda916bc-a357-4a19-b886-59419fcee50c", "0e1f3c2a-9d8b-4c7e-a6f5-1b2c3d4e5f60"
+    s.apply(1, reg(ID=a, Check=serf("passing")))
+    r = s.apply(2, reg(Node="N1", ID=b))                  # case-insensitive name clash
+    assert isinstance(r, CommandError)
+    assert str(r) == (f"failed inserting node: Node name N1 is reserved by node {a} with "
+                      f"name n1 (10.0.0.1)")
+    s.apply(3, reg(Node="m1", ID=b))
+    r = s.apply(4, reg(Node="n1", ID=b))                  # rename of b onto a's live name
+    assert str(r).startswith(f'Error while renaming Node ID: "{b}" (10.0.0.1): Node name n1 '
+                             f"is reserved by node {a}")
+    assert cat.get_node("m1")["ID"] == b and cat.get_node("n1")["ID"] == a   # nothing changed
+    s.apply(5, reg(ID=a, Check=serf("critical")))         # a is failing: its name is free
+    assert s.apply(6, reg(Node="n1", ID=b)) is True
+    assert cat.get_node("n1")["ID"] == b and cat.get_node("m1") is None
 
 
 def test_skip_node_update_keeps_the_node(cat):
