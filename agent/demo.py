@@ -22,6 +22,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
+from agent.ports import free_ports
+
 DEFAULT_PORTS = {"http": 8500, "server": 8300, "serf-lan": 8301, "serf-wan": 8302, "dns": 8600}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,17 +37,6 @@ def _port_free(host: str, port: int) -> bool:
             except OSError:
                 return False
     return True
-
-
-def _free_ports(host: str, n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -119,7 +110,7 @@ class Demo:
                 host = f"127.0.{j}.{k}"
                 ports = dict(DEFAULT_PORTS)
                 if not (self.default_ports and all(_port_free(host, p) for p in ports.values())):
-                    ports = dict(zip(DEFAULT_PORTS, _free_ports(host, len(DEFAULT_PORTS))))
+                    ports = dict(zip(DEFAULT_PORTS, free_ports(len(DEFAULT_PORTS), host)))
                 name = f"{dc}-s{j + 1}"
                 self.servers[dc].append(DemoServer(dc, name, host, ports,
                                                    os.path.join(self.base_dir, name)))

@@ -28,20 +28,15 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
-from benchmarks.common import free_ports, load_from_env
+from benchmarks.common import (RoundProcs, alternating, load_from_env, main_rounds, record,
+                               run_benchmark)
+from benchmarks.common import load_client as run_load_client
 from benchmarks.summary import RESULTS
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "dns "
 KINDS = ("isthmus", "bare")
 PIN = (os.cpu_count() or 1) >= 2 and os.environ.get("ISTHMUS_DNS_PIN", "1") != "0"
@@ -68,12 +63,6 @@ FULL = Load()
 SMOKE = Load(duration=0.3, warmup=0.1, seq_duration=0.2, window=8, instances=5)
 
 
-def _pinned(cpus: set[int] | None):
-    if cpus is None or not hasattr(os, "sched_setaffinity"):
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
 def _query_wire(qid: int = 0) -> bytes:
     import dns.message
     q = dns.message.make_query(QNAME, "A", id=qid)
@@ -92,40 +81,22 @@ def _ask(port: int, wire: bytes, timeout: float = 2.0) -> bytes | None:
             return None
 
 
-class Servers:
+class Servers(RoundProcs):
     """The agent and the bare responder of one round; both ended by PID in close()."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="isthmus-dns-")
-        self.procs: dict[str, subprocess.Popen] = {}
+        super().__init__("isthmus-dns-")
         self.port: dict[str, int] = {}
-
-    def _check_alive(self, kind: str) -> None:
-        proc = self.procs[kind]
-        if proc.poll() is not None:
-            tail = ""
-            path = os.path.join(self.dir, f"{kind}.log")
-            if os.path.exists(path):
-                with open(path, errors="replace") as f:
-                    tail = f.read()[-3000:]
-            raise RuntimeError(f"{kind} exited with {proc.returncode}:\n{tail}")
 
     def start_agent(self) -> None:
         import dns.message
-        http, server, lan, wan, dnsp = free_ports(5)
-        with open(os.path.join(self.dir, "isthmus.log"), "wb") as log:
-            self.procs["isthmus"] = subprocess.Popen(
-                [sys.executable, "-m", "agent", "agent", "-dev", "-log-level", "warn",
-                 "-http-port", str(http), "-server-port", str(server), "-serf-lan-port", str(lan),
-                 "-serf-wan-port", str(wan), "-dns-port", str(dnsp)],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_pinned(SERVER_CPU))
-        self.port["isthmus"] = dnsp
-        self.http = f"http://127.0.0.1:{http}"
+        ports = self.start_dev_agent(SERVER_CPU)
+        dnsp = self.port["isthmus"] = ports["dns"]
+        self.http = f"http://127.0.0.1:{ports['http']}"
         probe = dns.message.make_query("consul.service.consul", "A").to_wire()
         deadline = time.monotonic() + START_WITHIN
         while True:
-            self._check_alive("isthmus")
+            self.check_alive("isthmus")
             try:
                 with urllib.request.urlopen(self.http + "/v1/status/leader", timeout=5) as r:
                     leader = json.loads(r.read())
@@ -151,33 +122,12 @@ class Servers:
                     raise RuntimeError(f"register n{i:04d}: {r.status}")
 
     def start_bare(self, reply: bytes) -> None:
-        proc = self.procs["bare"] = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.bench_dns", "bare", reply.hex()], cwd=ROOT,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            preexec_fn=_pinned(SERVER_CPU))
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            raise RuntimeError(f"bare responder did not start: {line!r} {proc.stdout.read()!r}")
-        self.port["bare"] = int(line)
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-        for proc in self.procs.values():
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.port["bare"] = self.start_port_printer(
+            "bare", ["benchmarks.bench_dns", "bare", reply.hex()], SERVER_CPU)
 
 
 def load_client(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_dns", "load", json.dumps(spec)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          preexec_fn=_pinned(CLIENT_CPU))
-    if proc.returncode != 0:
-        raise RuntimeError(f"load client failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_load_client(["benchmarks.bench_dns", "load"], spec, CLIENT_CPU)
 
 
 def one_round(load: Load, order: tuple[str, ...]) -> dict[str, dict[str, dict]]:
@@ -207,17 +157,6 @@ def one_round(load: Load, order: tuple[str, ...]) -> dict[str, dict[str, dict]]:
         return out
     finally:
         servers.close()
-
-
-def medians(rounds: list[dict]) -> dict:
-    out: dict = {}
-    for test in rounds[0]:
-        out[test] = {}
-        for kind in rounds[0][test]:
-            rs = [r[test][kind] for r in rounds]
-            out[test][kind] = {m: round(statistics.median(r[m] for r in rs), 4) for m in rs[0]}
-            out[test][kind]["rounds"] = len(rs)
-    return out
 
 
 def ratios(results: dict) -> dict[str, dict[str, float]]:
@@ -251,30 +190,13 @@ def dns_lines() -> list[str]:
 
 
 def run(rounds: int, load: Load) -> dict:
-    got = []
-    for n in range(rounds):
-        order = KINDS if n % 2 == 0 else KINDS[::-1]
-        got.append(one_round(load, order))
-        print(f"round {n + 1}/{rounds}: {json.dumps(got[-1])}", file=sys.stderr)
-    return medians(got)
-
-
-def record(results: dict) -> None:
-    for test, r in results.items():
-        RESULTS.setdefault(PREFIX + test, {}).update(r)
+    return alternating(rounds, KINDS, one_round, load)
 
 
 def test_dns(benchmark):
-    rounds, load = (1, SMOKE) if benchmark.disabled else (5, FULL)
-    load = load.from_env()
-    benchmark.group = "dns service lookup vs bare dnspython responder"
-    result: dict = {}
-    benchmark.pedantic(lambda: result.update(run(rounds, load)), rounds=1, iterations=1)
-    for test, kinds in result.items():
-        for kind, m in kinds.items():
-            assert m["errors"] == 0 and m["rate"] > 0, (test, kind, m)
-    benchmark.extra_info.update(result)
-    record(result)
+    result, _, _ = run_benchmark(benchmark, "dns service lookup vs bare dnspython responder",
+                                 run, FULL, SMOKE)
+    record(PREFIX, result)
     print(json.dumps({"medians": result, "ratios": ratios(result)}, indent=1))
     for line in dns_lines():
         print(line)
@@ -413,14 +335,7 @@ def main(argv: list[str]) -> None:
         import uvloop
         print(json.dumps(uvloop.run(_load_main(json.loads(argv[1])))), flush=True)
         return
-    rounds = int(argv[0]) if argv else 5
-    load = FULL.from_env()
-    t0 = time.monotonic()
-    results = run(rounds, load)
-    record(results)
-    print(json.dumps({"load": dataclasses.asdict(load), "rounds": rounds, "pinned": PIN,
-                      "seconds": round(time.monotonic() - t0, 1), "medians": results,
-                      "ratios": ratios(results)}, indent=1))
+    main_rounds(argv, FULL, run, PREFIX, {"pinned": PIN}, lambda r: {"ratios": ratios(r)})
     for line in dns_lines():
         print(line)
 

@@ -61,19 +61,18 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from benchmarks.common import load_from_env
+from benchmarks.common import (ROOT, free_ports, load_from_env, main_rounds, medians, pinned,
+                               record, run_benchmark)
+from benchmarks.common import load_client as run_load_client
 from benchmarks.summary import RESULTS
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "federation "
 KINDS = ("local", "forwarded")
 VARIANTS = ("plain", "tls")
@@ -113,12 +112,6 @@ FULL = Load()
 SMOKE = Load(duration=0.3, warmup=0.1, seq_duration=0.3, conc=8)
 
 
-def _pinned(cpus: set[int] | None):
-    if cpus is None or not hasattr(os, "sched_setaffinity"):
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
 def request(base: str, method: str, path: str, body=None, timeout: float = 30) -> tuple[int, bytes]:
     """(status, body); status 0 when the connection itself failed."""
     if body is not None and not isinstance(body, bytes):
@@ -138,17 +131,6 @@ def must(base: str, method: str, path: str, body=None):
     if status != 200:
         raise RuntimeError(f"{method} {base}{path}: {status} {reply[:300]!r}")
     return json.loads(reply) if reply else None
-
-
-def free_ports(n: int, host: str) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def isthmus(*args: str, cwd: str) -> None:
@@ -202,7 +184,7 @@ class DC:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "agent", *args], cwd=ROOT,
                                          stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_pinned(AGENT_CPU))
+                                         stderr=subprocess.STDOUT, preexec_fn=pinned(AGENT_CPU))
 
     def check_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -317,12 +299,7 @@ class Pair:
 
 
 def load_client(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.federation_load", json.dumps(spec)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          preexec_fn=_pinned(CLIENT_CPU))
-    if proc.returncode != 0:
-        raise RuntimeError(f"load client failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_load_client(["benchmarks.federation_load"], spec, CLIENT_CPU)
 
 
 def measure(pair: Pair, shape: str, kind: str, load: Load) -> dict:
@@ -464,21 +441,6 @@ def _converge(demo, load: Load) -> dict:
 # ---------------------------------------------------------------------- results
 
 
-def medians(rounds: list[dict]) -> dict:
-    out: dict = {}
-    for test in rounds[0]:
-        out[test] = {}
-        for kind in rounds[0][test]:
-            rs = [r[test][kind] for r in rounds if test in r]
-            out[test][kind] = {m: round(statistics.median(r[m] for r in rs), 4) for m in rs[0]}
-            if kind == "compare":       # per-round figures: their spread too
-                for m in rs[0]:
-                    out[test][kind][m + "_min"] = round(min(r[m] for r in rs), 4)
-                    out[test][kind][m + "_max"] = round(max(r[m] for r in rs), 4)
-            out[test][kind]["rounds"] = len(rs)
-    return out
-
-
 def compare(loc: dict, fwd: dict) -> dict[str, float]:
     """Forwarded vs local: throughput ratio, CPU capacity ratios, added latency (ms)."""
     return {
@@ -586,7 +548,7 @@ def run(rounds: int, load: Load, converge: bool = True) -> dict:
                   f"{json.dumps([got[-1], conv[-1:]])}", file=sys.stderr)
     finally:
         shutil.rmtree(pki_dir, ignore_errors=True)
-    out = medians(got)
+    out = medians(got, spread=("compare",))    # per-round figures: their spread too
     if conv:
         out.update(medians(conv))
     return out
@@ -600,38 +562,19 @@ def header(rounds: int, load: Load) -> str:
             f"{max(LOADAVG, default=math.nan):.2f}")
 
 
-def record(results: dict) -> None:
-    for test, r in results.items():
-        RESULTS.setdefault(PREFIX + test, {}).update(r)
-
-
 def test_federation(benchmark):
-    rounds, load = (1, SMOKE) if benchmark.disabled else (5, FULL)
-    load = load.from_env()
-    benchmark.group = "federation forwarded reads and area convergence"
-    result: dict = {}
-    benchmark.pedantic(lambda: result.update(run(rounds, load)), rounds=1, iterations=1)
-    for test, kinds in result.items():
-        for kind, m in kinds.items():
-            assert m.get("errors", 0) == 0, (test, kind, m)
-            assert m.get("rate", 1) > 0 and not math.isnan(m.get("p50_ms", 0)), (test, kind, m)
-    benchmark.extra_info.update(result)
-    record(result)
+    result, rounds, load = run_benchmark(
+        benchmark, "federation forwarded reads and area convergence", run, FULL, SMOKE)
+    record(PREFIX, result)
     print(json.dumps({"medians": result, "derived": derived(result)}, indent=1))
     print(header(rounds, load))
     print("\n".join(federation_lines()))
 
 
 def main(argv: list[str]) -> None:
-    rounds = int(argv[0]) if argv else 5
-    load = FULL.from_env()
-    t0 = time.monotonic()
-    results = run(rounds, load)
-    record(results)
-    print(json.dumps({"load": dataclasses.asdict(load), "rounds": rounds, "path": PATH,
-                      "placement": PLACEMENT, "loadavg_1m": LOADAVG,
-                      "seconds": round(time.monotonic() - t0, 1), "medians": results,
-                      "derived": derived(results)}, indent=1))
+    # LOADAVG is filled in by run(), before main_rounds() prints it
+    info = {"path": PATH, "placement": PLACEMENT, "loadavg_1m": LOADAVG}
+    _, rounds, load = main_rounds(argv, FULL, run, PREFIX, info, lambda r: {"derived": derived(r)})
     print(header(rounds, load))
     for line in federation_lines():
         print(line)

@@ -39,21 +39,16 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from benchmarks.common import free_ports, load_from_env
+from benchmarks.common import (RoundProcs, alternating, load_from_env, main_rounds, record,
+                               run_benchmark)
+from benchmarks.common import load_client as run_load_client
 from benchmarks.summary import RESULTS
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "http "
 KINDS = ("isthmus", "bare")
 PIN = (os.cpu_count() or 1) >= 2 and os.environ.get("ISTHMUS_HTTP_PIN", "1") != "0"
@@ -91,12 +86,6 @@ FULL = Load()
 SMOKE = Load(duration=0.3, warmup=0.1, seq_duration=0.2, conc=8, watchers=1000, services=100)
 
 
-def _pinned(cpus: set[int] | None):
-    if cpus is None or not hasattr(os, "sched_setaffinity"):
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
 def request(base: str, method: str, path: str, body: bytes | None = None) -> tuple[int, dict, bytes]:
     req = urllib.request.Request(base + path, data=body, method=method)
     try:
@@ -106,34 +95,19 @@ def request(base: str, method: str, path: str, body: bytes | None = None) -> tup
         return e.code, dict(e.headers), e.read()
 
 
-class Servers:
+class Servers(RoundProcs):
     """The agent and the bare server of one round; both ended by PID in close()."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="isthmus-http-")
-        self.procs: dict[str, subprocess.Popen] = {}
+        super().__init__("isthmus-http-")
         self.base: dict[str, str] = {}
 
-    def _check_alive(self, kind: str) -> None:
-        proc = self.procs[kind]
-        if proc.poll() is not None:
-            with open(os.path.join(self.dir, f"{kind}.log"), errors="replace") as f:
-                tail = f.read()[-3000:]
-            raise RuntimeError(f"{kind} exited with {proc.returncode}:\n{tail}")
-
     def start_agent(self) -> None:
-        http, server, lan, wan, dns = free_ports(5)
-        with open(os.path.join(self.dir, "isthmus.log"), "wb") as log:
-            self.procs["isthmus"] = subprocess.Popen(
-                [sys.executable, "-m", "agent", "agent", "-dev", "-log-level", "warn",
-                 "-http-port", str(http), "-server-port", str(server), "-serf-lan-port", str(lan),
-                 "-serf-wan-port", str(wan), "-dns-port", str(dns)],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_pinned(SERVER_CPU))
+        http = self.start_dev_agent(SERVER_CPU)["http"]
         base = self.base["isthmus"] = f"http://127.0.0.1:{http}"
         deadline = time.monotonic() + START_WITHIN
         while True:
-            self._check_alive("isthmus")
+            self.check_alive("isthmus")
             try:
                 status, _, body = request(base, "GET", "/v1/status/leader")
                 if status == 200 and json.loads(body):
@@ -150,24 +124,8 @@ class Servers:
         path = os.path.join(self.dir, "responses.json")
         with open(path, "w") as f:
             json.dump(responses, f)
-        proc = self.procs["bare"] = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.http_bare", path], cwd=ROOT,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            preexec_fn=_pinned(SERVER_CPU))
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            raise RuntimeError(f"bare server did not start: {line!r} {proc.stdout.read()!r}")
-        self.base["bare"] = f"http://127.0.0.1:{int(line)}"
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-        for proc in self.procs.values():
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        port = self.start_port_printer("bare", ["benchmarks.http_bare", path], SERVER_CPU)
+        self.base["bare"] = f"http://127.0.0.1:{port}"
 
 
 def register(base: str, n: int) -> float:
@@ -193,11 +151,7 @@ def capture(base: str, method: str, path: str, body: str | None = None) -> dict:
 
 
 def load_client(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.http_load", json.dumps(spec)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, preexec_fn=_pinned(CLIENT_CPU))
-    if proc.returncode != 0:
-        raise RuntimeError(f"load client failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_load_client(["benchmarks.http_load"], spec, CLIENT_CPU)
 
 
 def rate_requests(shape: str, load: Load) -> list:
@@ -250,17 +204,6 @@ def one_round(load: Load, order: tuple[str, ...]) -> dict[str, dict[str, dict]]:
         servers.close()
 
 
-def medians(rounds: list[dict]) -> dict:
-    out: dict = {}
-    for test in rounds[0]:
-        out[test] = {}
-        for kind in rounds[0][test]:
-            rs = [r[test][kind] for r in rounds]
-            out[test][kind] = {m: round(statistics.median(r[m] for r in rs), 4) for m in rs[0]}
-            out[test][kind]["rounds"] = len(rs)
-    return out
-
-
 def ratios(results: dict) -> dict[str, dict[str, float]]:
     """{test: {metric: isthmus/bare}}; cpu_capacity = bare µs per reply / ours."""
     out = {}
@@ -307,43 +250,17 @@ def http_lines() -> list[str]:
 
 
 def run(rounds: int, load: Load) -> dict:
-    got = []
-    for n in range(rounds):
-        order = KINDS if n % 2 == 0 else KINDS[::-1]
-        got.append(one_round(load, order))
-        print(f"round {n + 1}/{rounds}: {json.dumps(got[-1])}", file=sys.stderr)
-    return medians(got)
-
-
-def record(results: dict) -> None:
-    for test, r in results.items():
-        RESULTS.setdefault(PREFIX + test, {}).update(r)
+    return alternating(rounds, KINDS, one_round, load)
 
 
 def test_http(benchmark):
-    rounds, load = (1, SMOKE) if benchmark.disabled else (5, FULL)
-    load = load.from_env()
-    benchmark.group = "http agent vs bare aiohttp"
-    result: dict = {}
-    benchmark.pedantic(lambda: result.update(run(rounds, load)), rounds=1, iterations=1)
-    for test, kinds in result.items():
-        for kind, m in kinds.items():
-            assert m.get("errors", 0) == 0, (test, kind, m)
-            assert m.get("rate", 1) > 0 and not math.isnan(m.get("p50_ms", 0)), (test, kind, m)
-    benchmark.extra_info.update(result)
-    record(result)
+    result, _, _ = run_benchmark(benchmark, "http agent vs bare aiohttp", run, FULL, SMOKE)
+    record(PREFIX, result)
     print(json.dumps({"medians": result, "ratios": ratios(result)}, indent=1))
 
 
 def main(argv: list[str]) -> None:
-    rounds = int(argv[0]) if argv else 5
-    load = FULL.from_env()
-    t0 = time.monotonic()
-    results = run(rounds, load)
-    record(results)
-    print(json.dumps({"load": dataclasses.asdict(load), "rounds": rounds, "pinned": PIN,
-                      "seconds": round(time.monotonic() - t0, 1), "medians": results,
-                      "ratios": ratios(results)}, indent=1))
+    main_rounds(argv, FULL, run, PREFIX, {"pinned": PIN}, lambda r: {"ratios": ratios(r)})
     for line in http_lines():
         print(line)
 

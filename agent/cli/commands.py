@@ -62,15 +62,20 @@ def info(argv: list[str]) -> int:
     return 0
 
 
-def leave(argv: list[str]) -> int:
-    got = _api_command("leave", argv)
+def put_command(name: str, argv: list[str], path: str, failed: str, done: str) -> int:
+    """A command that PUTs an agent endpoint (`path`) and says `done`, or `failed: <error>`."""
+    got = _api_command(name, argv)
     if isinstance(got, int):
         return got
     client, _ = got
     try:
-        client.request("PUT", "/v1/agent/leave")
+        client.request("PUT", path)
     except APIError as exc:
-        print(f"Error leaving: {exc}", file=sys.stderr)
+        print(f"{failed}: {exc}", file=sys.stderr)
         return 1
-    print("Graceful leave complete")
+    print(done)
     return 0
+
+
+def leave(argv: list[str]) -> int:
+    return put_command("leave", argv, "/v1/agent/leave", "Error leaving", "Graceful leave complete")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import urllib.parse
+from typing import Iterator
 
 from .api import APIClient, APIError
 from .gossip_cmds import _parse
@@ -344,6 +345,18 @@ class _Holder:
             left = retries
         lost.set()
 
+    @staticmethod
+    def _attempt_waits(deadline: float | None) -> Iterator[float]:
+        """How long each acquire attempt's blocking read may wait: LOCK_WAIT, and after the
+        first attempt what is left of the -timeout (`deadline`); no more once that ran out."""
+        import time
+        yield LOCK_WAIT
+        while True:
+            left = LOCK_WAIT if deadline is None else deadline - time.monotonic()
+            if left < 0:
+                return
+            yield left
+
     def _wait_params(self, index: int, wait: float) -> dict:
         params = {"wait": f"{max(wait, 0.001):.3f}s"}
         if index:
@@ -365,14 +378,8 @@ class _Lock(_Holder):
         """True once held; False when the -timeout ran out (Lock with LockTryOnce)."""
         import time
         self._create_session()
-        index, attempts = 0, 0
-        while True:
-            wait = LOCK_WAIT
-            if deadline is not None and attempts > 0:
-                if time.monotonic() > deadline:
-                    return False
-                wait = deadline - time.monotonic()
-            attempts += 1
+        index = 0
+        for wait in self._attempt_waits(deadline):
             try:
                 pairs, meta_index = self._read(_path(self.key), self._wait_params(index, wait))
             except APIError as exc:
@@ -400,6 +407,7 @@ class _Lock(_Holder):
             else:
                 index = 0
                 time.sleep(LOCK_RETRY)
+        return False
 
     def _still_held(self, index: int) -> tuple[bool, int]:
         params = {"consistent": "", **self._wait_params(index, 300.0)}
@@ -475,7 +483,6 @@ class _Semaphore(_Holder):
 
     def acquire(self, deadline: float | None) -> bool:
         """True once we are among the holders; False when the -timeout ran out."""
-        import time
         self._create_session()
         contender = _join(self.prefix, self.session)
         try:
@@ -485,14 +492,8 @@ class _Semaphore(_Holder):
             raise _LockFailed(f"failed to make contender entry: {exc}") from None
         if not made:
             raise _LockFailed("failed to make contender entry: <nil>")
-        index, attempts = 0, 0
-        while True:
-            wait = LOCK_WAIT
-            if deadline is not None and attempts > 0:
-                if time.monotonic() > deadline:
-                    return False
-                wait = deadline - time.monotonic()
-            attempts += 1
+        index = 0
+        for wait in self._attempt_waits(deadline):
             try:
                 pairs, meta_index = self._read(_path(self.prefix),
                                                {"recurse": "", **self._wait_params(index, wait)})
@@ -516,6 +517,7 @@ class _Semaphore(_Holder):
             except APIError as exc:
                 raise _LockFailed(f"failed to update lock: {exc}") from None
             # lost a race with another contender: read again (the index has moved)
+        return False
 
     def _still_held(self, index: int) -> tuple[bool, int]:
         params = {"recurse": "", "consistent": "", **self._wait_params(index, 300.0)}

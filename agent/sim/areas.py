@@ -48,7 +48,7 @@ from ..federation import REBALANCE_CHECK_INTERVAL
 from ..router.core import DCUnreachable, NoPath, Router, apply_member_event
 from ..serf.core import STATUS_ALIVE, STATUS_FAILED, MemberEvent, SerfConfig, SerfCore
 from ..tags import lan_tags
-from .cluster import _PACKET, _STREAM_IN, _TICK, SimCluster, SimNode, sim_address
+from .cluster import _STREAM_IN, _TICK, SimCluster, SimNode, sim_address
 from .network import Network
 
 RPC_PORT = 8300
@@ -348,16 +348,7 @@ class AreaSim(SimCluster):
         ready = node.swim.drain()
         now = self.now
         if ready.packets:
-            delay = self.network.packet_delay
-            by_addr = node.area.by_addr
-            src = node.addr
-            for dest, data in ready.packets:
-                dst = by_addr.get(dest)
-                if dst is None:
-                    continue
-                d = delay(src, dest)
-                if d is not None:
-                    self._push(now + d, _PACKET, dst, data, src)
+            self._send_packets(node.addr, ready.packets, node.area.by_addr, now)
         for req in ready.streams:
             self._start_stream(node, req, now)
         serf = node.delegate

@@ -346,20 +346,23 @@ class SimCluster:
         if until > self.now:
             self.now = until
 
+    def _send_packets(self, src, packets: list, by_addr: dict, now: float) -> None:
+        """Each (dest, data) of `packets` to the node at dest in `by_addr` after the network's
+        delay (None: lost); packets to an address not in `by_addr` are dropped."""
+        delay = self.network.packet_delay
+        for dest, data in packets:
+            dst = by_addr.get(dest)
+            if dst is None:
+                continue
+            d = delay(src, dest)
+            if d is not None:
+                self._push(now + d, _PACKET, dst, data, src)
+
     def _flush(self, node: SimNode) -> None:
         ready = node.swim.drain()
         now = self.now
         if ready.packets:
-            delay = self.network.packet_delay
-            by_addr = self._by_addr
-            src = node.addr
-            for dest, data in ready.packets:
-                dst = by_addr.get(dest)
-                if dst is None:
-                    continue
-                d = delay(src, dest)
-                if d is not None:
-                    self._push(now + d, _PACKET, dst, data, src)
+            self._send_packets(node.addr, ready.packets, self._by_addr, now)
         for req in ready.streams:
             self._start_stream(node, req, now)
         if ready.events:

@@ -92,6 +92,23 @@ def _cas_fails(modify_index: int, existing: dict | None) -> bool:
     return existing is None or existing["ModifyIndex"] != modify_index
 
 
+def _catalog_verb(kind: str, verb: str, where: str, cidx: int, existing: dict | None) -> list | None:
+    """What the Node, Service and Check verbs share: an unknown verb fails; "get" answers
+    `existing` (or fails: it doesn't exist); "cas" and "delete-cas" fail on a stale index.
+    None when the verb goes on to write."""
+    if verb not in CATALOG_VERBS:
+        raise CommandError(f"unknown {kind} verb {_q(verb)}")
+    if verb == "get":
+        if existing is None:
+            raise CommandError(f"{where} doesn't exist")
+        return [{kind: existing}]
+    if verb == "cas" and _cas_fails(cidx, existing):
+        raise CommandError(f"failed to set {where}, index is stale")
+    if verb == "delete-cas" and (existing is None or existing["ModifyIndex"] != cidx):
+        raise CommandError(f"failed to delete {where}, index is stale")
+    return None
+
+
 class Txn:
     """Applies transactions; attaches itself to `store` as `store.txn`."""
 
@@ -297,97 +314,80 @@ class Txn:
         want = check_id.lower()
         return next((c for c in checks if c["CheckID"].lower() == want), None)
 
+    def _require_node(self, node: str) -> None:
+        if not node or self.store.catalog.get_node(node) is None:
+            raise CommandError("Missing node registration")
+
+    def _write_row(self, index: int, node: str, kind: str, fields: dict) -> None:
+        """Registers one Service or Check row (as given, less its indexes) on `node`."""
+        from .catalog import register_command
+        row = {k: v for k, v in fields.items() if k not in ("CreateIndex", "ModifyIndex")}
+        self._catalog_write(index, register_command({"Node": node, "SkipNodeUpdate": True,
+                                                     kind: row}))
+
     def _node(self, index: int, op: dict) -> list:
         from .catalog import deregister_command, register_command
         verb = _str(op, "Verb", "Node")
         node = _sub(op, "Node", "Node")
         name, node_id = _str(node, "Node", "Node"), _str(node, "ID", "Node")
         cidx = _uint(node, "ModifyIndex", "Node")
-        if verb not in CATALOG_VERBS:
-            raise CommandError(f"unknown Node verb {_q(verb)}")
-        if verb == "get":
-            entry = self._find_node(name, node_id)
-            if entry is None:
-                raise CommandError(f"node {_q(name)} doesn't exist")
-            return [{"Node": entry}]
+        # "get" finds the node by name or ID; the writes by name
+        existing = self._find_node(name, node_id) if verb == "get" else self._find_node(name)
+        done = _catalog_verb("Node", verb, f"node {_q(name)}", cidx, existing)
+        if done is not None:
+            return done
         if verb in ("set", "cas"):
-            if verb == "cas" and _cas_fails(cidx, self._find_node(name)):
-                raise CommandError(f"failed to set node {_q(name)}, index is stale")
             self._catalog_write(index, register_command({
                 "Node": name, "ID": node_id, "Address": _str(node, "Address", "Node"),
                 "Datacenter": _str(node, "Datacenter", "Node"),
                 "TaggedAddresses": node.get("TaggedAddresses"), "NodeMeta": node.get("Meta")}))
             entry = self._find_node(name, node_id)
             return [{"Node": entry}] if entry is not None else []
-        existing = self._find_node(name)
-        if verb == "delete-cas" and (existing is None or existing["ModifyIndex"] != cidx):
-            raise CommandError(f"failed to delete node {_q(name)}, index is stale")
         if existing is not None:
             self._catalog_write(index, deregister_command({"Node": name, "ServiceID": "",
                                                            "CheckID": ""}))
         return []
 
     def _service(self, index: int, op: dict) -> list:
-        from .catalog import deregister_command, register_command
+        from .catalog import deregister_command
         verb = _str(op, "Verb", "Service")
         node = _str(op, "Node", "Service")
         svc = _sub(op, "Service", "Service")
         sid = _str(svc, "ID", "Service")
         cidx = _uint(svc, "ModifyIndex", "Service")
-        if verb not in CATALOG_VERBS:
-            raise CommandError(f"unknown Service verb {_q(verb)}")
-        where = f"service {_q(sid)} on node {_q(node)}"
         existing = self._find_service(node, sid)
-        if verb == "get":
-            if existing is None:
-                raise CommandError(f"{where} doesn't exist")
-            return [{"Service": existing}]
+        done = _catalog_verb("Service", verb, f"service {_q(sid)} on node {_q(node)}", cidx,
+                             existing)
+        if done is not None:
+            return done
         if verb in ("set", "cas"):
-            if verb == "cas" and _cas_fails(cidx, existing):
-                raise CommandError(f"failed to set {where}, index is stale")
-            if not node or self.store.catalog.get_node(node) is None:
-                raise CommandError("Missing node registration")
-            row = {k: v for k, v in svc.items() if k not in ("CreateIndex", "ModifyIndex")}
-            self._catalog_write(index, register_command({"Node": node, "SkipNodeUpdate": True,
-                                                         "Service": row}))
+            self._require_node(node)
+            self._write_row(index, node, "Service", svc)
             entry = self._find_service(node, sid or _str(svc, "Service", "Service"))
             return [{"Service": entry}] if entry is not None else []
-        if verb == "delete-cas" and (existing is None or existing["ModifyIndex"] != cidx):
-            raise CommandError(f"failed to delete {where}, index is stale")
         if existing is not None:
             self._catalog_write(index, deregister_command(
                 {"Node": node, "ServiceID": existing["ID"], "CheckID": ""}))
         return []
 
     def _check(self, index: int, op: dict) -> list:
-        from .catalog import deregister_command, register_command
+        from .catalog import deregister_command
         verb = _str(op, "Verb", "Check")
         chk = _sub(op, "Check", "Check")
         node, cid = _str(chk, "Node", "Check"), _str(chk, "CheckID", "Check")
         cidx = _uint(chk, "ModifyIndex", "Check")
-        if verb not in CATALOG_VERBS:
-            raise CommandError(f"unknown Check verb {_q(verb)}")
-        where = f"check {_q(cid)} on node {_q(node)}"
         existing = self._find_check(node, cid)
-        if verb == "get":
-            if existing is None:
-                raise CommandError(f"{where} doesn't exist")
-            return [{"Check": existing}]
+        done = _catalog_verb("Check", verb, f"check {_q(cid)} on node {_q(node)}", cidx, existing)
+        if done is not None:
+            return done
         if verb in ("set", "cas"):
-            if verb == "cas" and _cas_fails(cidx, existing):
-                raise CommandError(f"failed to set {where}, index is stale")
-            if not node or self.store.catalog.get_node(node) is None:
-                raise CommandError("Missing node registration")
+            self._require_node(node)
             service_id = _str(chk, "ServiceID", "Check")
             if service_id and self._find_service(node, service_id) is None:
                 raise CommandError("Missing service registration")
-            row = {k: v for k, v in chk.items() if k not in ("CreateIndex", "ModifyIndex")}
-            self._catalog_write(index, register_command({"Node": node, "SkipNodeUpdate": True,
-                                                         "Check": row}))
+            self._write_row(index, node, "Check", chk)
             entry = self._find_check(node, cid)
             return [{"Check": entry}] if entry is not None else []
-        if verb == "delete-cas" and (existing is None or existing["ModifyIndex"] != cidx):
-            raise CommandError(f"failed to delete {where}, index is stale")
         if existing is not None:
             self._catalog_write(index, deregister_command({"Node": node, "ServiceID": "",
                                                            "CheckID": existing["CheckID"]}))

@@ -11,24 +11,11 @@ import time
 import consul
 import pytest
 
-from .procs import AgentProc, isthmus
+from .procs import isthmus
 from .test_raft_cluster import Server, agreed_leader, wait
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
-
-
-@pytest.fixture(scope="module")
-def dev():
-    a = AgentProc("-dev", "-node", "dev1")
-    a.wait_ready()
-    yield a
-    a.kill()
-
-
-@pytest.fixture
-def c(dev):
-    return consul.Consul(host=dev.host, port=dev.http_port)
 
 
 def test_register_read_back_everywhere(c):

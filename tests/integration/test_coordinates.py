@@ -26,19 +26,6 @@ log = logging.getLogger(__name__)
 SEND_BOUND = 30.0 + 5.0         # an agent's first send (15 s + stagger) and a commit period
 
 
-@pytest.fixture(scope="module")
-def dev():
-    a = AgentProc("-dev", "-node", "dev1")
-    a.wait_ready()
-    yield a
-    a.kill()
-
-
-@pytest.fixture
-def c(dev):
-    return consul.Consul(host=dev.host, port=dev.http_port)
-
-
 def coord(x: float, height: float = 1e-5) -> dict:
     return {"Vec": [x] + [0.0] * 7, "Error": 0.2, "Adjustment": 0.0, "Height": height}
 

@@ -8,14 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-import consul
 import pytest
 
 from agent.cli.kv_cmds import SEMAPHORE_FLAG_VALUE
 
-from .procs import ROOT, AgentProc, isthmus
+from .procs import ROOT, isthmus, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,29 +28,11 @@ while not os.path.exists(os.path.join(d, 'release_' + name)):
     time.sleep(0.05)
 """
 
-
-@pytest.fixture(scope="module")
-def dev():
-    a = AgentProc("-dev", "-node", "lock1")
-    a.wait_ready()
-    yield a
-    a.kill()
-
-
-@pytest.fixture
-def c(dev):
-    return consul.Consul(host=dev.host, port=dev.http_port)
+DEV_NODE = "lock1"         # the `dev` agent (conftest.py)
 
 
 def until(fn, what: str, within: float = WITHIN):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < within:
-        got = fn()
-        if got:
-            print(f"{what}: after {time.monotonic() - t0:.2f}s")
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {within}s")
+    return wait_until(fn, within, what)
 
 
 class Holder:

@@ -9,27 +9,11 @@ import time
 import consul
 import pytest
 
-from .procs import AgentProc
+from .procs import wait_until
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def dev():
-    a = AgentProc("-dev", "-node", "walk")
-    a.wait_ready()
-    yield a
-    a.kill()
-
-
-def wait_for(pred, within: float = 15.0):
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("condition not met")
+DEV_NODE = "walk"         # the `dev` agent (conftest.py)
 
 
 def test_a_py_consul_script_works_as_against_consul(dev):
@@ -43,11 +27,11 @@ def test_a_py_consul_script_works_as_against_consul(dev):
     assert set(c.agent.services()) >= {"web-1", "db-1"}
 
     # ... which anti-entropy brings to the catalog, and health reflects
-    _, nodes = wait_for(lambda: (lambda r: r if r[1] else None)(c.catalog.service("web")))
+    _, nodes = wait_until(lambda: (lambda r: r if r[1] else None)(c.catalog.service("web")))
     assert nodes[0]["ServicePort"] == 8080 and nodes[0]["ServiceTags"] == ["v1", "blue"]
     _, services = c.catalog.services()
     assert {"web", "db", "consul"} <= set(services)
-    _, healthy = wait_for(lambda: (lambda r: r if r[1] else None)(c.health.service("web", passing=True)))
+    _, healthy = wait_until(lambda: (lambda r: r if r[1] else None)(c.health.service("web", passing=True)))
     assert healthy[0]["Service"]["ID"] == "web-1"
     assert any(ch["CheckID"] == "service:web-1" and ch["Status"] == "passing"
                for ch in healthy[0]["Checks"])

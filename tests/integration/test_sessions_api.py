@@ -11,22 +11,11 @@ import time
 import consul
 import pytest
 
-from .procs import ROOT, AgentProc, isthmus
+from .procs import ROOT, AgentProc, isthmus, wait_until
 
 pytestmark = pytest.mark.integration
 
 NODE = "sess1"
-
-
-def _until(fn, within: float, what: str):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < within:
-        got = fn()
-        if got:
-            print(f"{what}: after {time.monotonic() - t0:.2f}s")
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {within}s")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def agent():
     # The leader registers its LAN members with a serfHealth check (the default session
     # check); register it ourselves if that has not happened within a few seconds.
     try:
-        _until(serf_health, 5.0, "serfHealth registered by the leader")
+        wait_until(serf_health, 5.0, "serfHealth registered by the leader")
     except AssertionError:
         c.catalog.register(NODE, "127.0.0.1", check={
             "CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing"})
@@ -118,7 +107,7 @@ def test_lock_delay_blocks_acquire_after_invalidation(c):
     assert c.kv.put("locks/delayed", "h", acquire=holder)
     c.session.destroy(holder)
     assert c.kv.put("locks/delayed", "o", acquire=other) is False    # within the 3 s delay
-    _until(lambda: c.kv.put("locks/delayed", "o", acquire=other), 15.0, "acquire after lock delay")
+    wait_until(lambda: c.kv.put("locks/delayed", "o", acquire=other), 15.0, "acquire after lock delay")
     c.session.destroy(other)
 
 
@@ -135,7 +124,7 @@ def test_ttl_expiry(c):
     t0 = time.monotonic()
     assert c.session.info(sid)[1] is not None
     # Consul's contract: not before the TTL, at most about 2 × TTL after the last renewal
-    _until(lambda: c.session.info(sid)[1] is None, 40.0, "session expired")
+    wait_until(lambda: c.session.info(sid)[1] is None, 40.0, "session expired")
     took = time.monotonic() - t0
     print(f"TTL 10s session expired after {took:.1f}s")
     assert took >= 9.0
@@ -170,17 +159,17 @@ def test_txn(c, agent):
 def test_events_fire_and_list(c, agent):
     fired = c.event.fire("deploy", "v42")
     assert fired["Name"] == "deploy" and fired["Version"] == 1
-    index, events = _until(lambda: (lambda r: r if any(e["ID"] == fired["ID"] for e in r[1]) else None)(
+    index, events = wait_until(lambda: (lambda r: r if any(e["ID"] == fired["ID"] for e in r[1]) else None)(
         c.event.list(name="deploy")), 10.0, "event listed")
     ev = [e for e in events if e["ID"] == fired["ID"]][0]
     assert ev["Payload"] == b"v42" and ev["LTime"] >= 1
     c.event.fire("other")
-    _until(lambda: any(e["Name"] == "other" for e in c.event.list()[1]), 10.0, "second event")
+    wait_until(lambda: any(e["Name"] == "other" for e in c.event.list()[1]), 10.0, "second event")
     assert all(e["Name"] == "deploy" for e in c.event.list(name="deploy")[1])
     # a node filter that does not match this agent: fired, but not kept here
     hidden = c.event.fire("filtered", node="^not-this-node$")
     c.event.fire("marker")
-    _until(lambda: any(e["Name"] == "marker" for e in c.event.list()[1]), 10.0, "marker event")
+    wait_until(lambda: any(e["Name"] == "marker" for e in c.event.list()[1]), 10.0, "marker event")
     assert hidden["ID"] not in [e["ID"] for e in c.event.list()[1]]
     status, body, _ = agent.get("/v1/event/fire/x?tag=a", "PUT")
     assert (status, body) == (500, "Cannot provide tag filter without service filter")
@@ -238,10 +227,10 @@ def test_cli_watch_sees_a_change(c, agent, tmp_path):
                              "-type=keyprefix", "-prefix=watched/", handler], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _until(lambda: log.exists() and "watched/key" in log.read_text(), 20.0, "first handler run")
+        wait_until(lambda: log.exists() and "watched/key" in log.read_text(), 20.0, "first handler run")
         c.kv.put("watched/key", "after")
         after = base64.b64encode(b"after").decode()
-        _until(lambda: after in log.read_text(), 20.0, "handler saw the change")
+        wait_until(lambda: after in log.read_text(), 20.0, "handler saw the change")
     finally:
         proc.kill()
         proc.wait(10)
@@ -252,7 +241,7 @@ def test_cli_event(c, agent):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Event ID: ")
     eid = out.stdout.split("Event ID: ", 1)[1].strip()
-    _until(lambda: any(e["ID"] == eid for e in c.event.list(name="cli-deploy")[1]), 10.0,
+    wait_until(lambda: any(e["ID"] == eid for e in c.event.list(name="cli-deploy")[1]), 10.0,
            "CLI event listed")
     out = _cli(agent, "event", "payload")
     assert out.returncode == 1 and "Event name must be specified" in out.stderr

@@ -8,22 +8,7 @@ import json
 import consul
 import pytest
 
-from .procs import AgentProc
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dev():
-    a = AgentProc("-dev", "-node", "dev1")
-    a.wait_ready()
-    yield a
-    a.kill()
-
-
-@pytest.fixture
-def c(dev):
-    return consul.Consul(host=dev.host, port=dev.http_port)
 
 
 def put(dev, ops, query: str = "") -> tuple[int, object, dict]:
