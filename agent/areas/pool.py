@@ -4,6 +4,16 @@ RPC port (byte 6, agent/areas/transport.py) instead of UDP + TCP on a gossip por
 Everything else — SWIM, Serf, members, join, leave, Vivaldi coordinates — is GossipPool's:
 only its four transport methods are replaced. The pool's gossip address is the server's RPC
 address (advertise IP + RPC port), so members show `IP:8300` and the router can dial them.
+
+One addition (ours, above memberlist): when the pool goes from no alive member of the peer
+datacenter to some — the area was just joined, from either side, or came back after every
+remote server was gone — this server pushes/pulls its full state with each alive server of
+its own datacenter in the pool, once. Memberlist alone tells them by gossip, but in a pool
+this small every alive broadcast gets retransmit_mult × ceil(log10(n + 1)) = 4 sends, all
+spent in one WAN gossip round on 4 random peers (often the member itself or servers that
+already know it), and only servers that learn it anew pass it on: about one round in three
+left one server without a member until the next push/pull (WAN: 60 s). The push/pull is
+the join memberlist already does (the same as a flood join), no new message.
 """
 from __future__ import annotations
 
@@ -16,7 +26,7 @@ from _core.gossip_config import GossipConfig
 
 from ..errors import RPCConnectError
 from ..gossip.pool import GossipPool, parse_join_address, resolve_join_address
-from ..serf.core import SerfConfig, SerfMember
+from ..serf.core import STATUS_ALIVE, MemberEvent, SerfConfig, SerfMember
 from .transport import AreaGossipHandler, AreaLinks, Hello
 
 if TYPE_CHECKING:
@@ -47,6 +57,7 @@ class AreaPool(GossipPool):
         self.datacenter = datacenter
         self.handler = handler
         self.running = False
+        self._linked = False        # an alive member of the peer DC seen since the last sync
         self.links = AreaLinks(self._hello, self._spawn, dial_timeout=dial_timeout,
                                tls_context=tls_context, tls_names=tls_names, logger=self._log)
 
@@ -96,6 +107,38 @@ class AreaPool(GossipPool):
 
     def stream_received(self, msgs: list, src: Addr) -> bytes | None:
         return super().stream_received(msgs, src) if self.running else None
+
+    # ------------------------------------------------------------------ linking up
+
+    def _on_serf_event(self, ev: Any) -> None:
+        super()._on_serf_event(ev)
+        if not isinstance(ev, MemberEvent) or ev.member.name == self.node_name:
+            return
+        if ev.kind == "member-join":
+            dc = ev.member.tags.get("dc", "")
+            if not self._linked and dc and dc != self.datacenter and self.running:
+                self._linked = True
+                self._spawn(self._sync_local())
+        elif ev.kind in ("member-leave", "member-failed", "member-reap") and self._linked:
+            self._linked = any(m.status == STATUS_ALIVE and m.tags.get("dc", self.datacenter)
+                               != self.datacenter for m in self.members())
+
+    async def _sync_local(self) -> None:
+        """Push/pull with every other alive server of our DC in the pool (see the module doc)."""
+        targets = [(m.addr, m.port) for m in self.members()
+                   if m.name != self.node_name and m.status == STATUS_ALIVE
+                   and m.tags.get("dc") == self.datacenter]
+        if not targets or self.swim is None:
+            return
+        loop = asyncio.get_running_loop()
+        join_id = self.swim.join(targets, loop.time())
+        fut = loop.create_future()
+        self._joins[join_id] = fut
+        self._flush()
+        result = await fut
+        self._log.debug("area %s: peer datacenter %s linked up: state pushed/pulled with %d "
+                        "of %d local servers", self.area_id, self.peer_dc, result.successes,
+                        len(targets))
 
     # ------------------------------------------------------------------ API
 
