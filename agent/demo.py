@@ -248,7 +248,10 @@ class Demo:
         want = self.servers_per_dc * (n + 1) + self.servers_per_dc * (n - 1)
         self.wait_for("the hub's areas list every server alive, with an RTT estimate",
                       lambda: sum(m["Status"] == "alive" and m["RTT"] >= 0
-                                  for m in self.area_members(hub)) >= want, 60)
+                                  for m in self.area_members(hub)) >= want,
+                      # an RTT needs a probe of that member: WAN probes every 5 s, so a
+                      # 6-member pool reaches everyone in ~30 s; 3x that
+                      120)
         self.say("# 4. The hub's areas now include the spokes, with RTT estimates")
         self.cli(hub, "operator area list")
         self.cli(hub, "operator area members")

@@ -68,7 +68,8 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
         nodes = {(e["Datacenter"], e["AreaID"]): {c["Node"] for c in e["Coordinates"]}
                  for e in maps}
         return nodes == {("dc1", "wan"): {"a1"}, ("dc2", "wan"): {"b1", "b2"}}
-    wait_until(wan_coords, 30, "WAN coordinates of both datacenters")
+    # coordinates come with probes (WAN: one every 5 s, round robin): 3x a full round
+    wait_until(wan_coords, 90, "WAN coordinates of both datacenters")
     r = isthmus("rtt", "-http-addr", a.http, "-wan", "b1.dc2")
     assert r.returncode == 0 and "Estimated b1.dc2 <-> a1.dc1 rtt:" in r.stdout, r.stderr
     assert "(using WAN coordinates)" in r.stdout
