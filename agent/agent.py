@@ -90,7 +90,7 @@ class Agent:
             from .coordinate_sender import CoordinateSender
             self.coordinate_sender = CoordinateSender.start_for(self)
             # DNS before HTTP: an answering HTTP API means the agent has fully started
-            if cfg.ports.dns > 0:                   # dnspython loads only where DNS runs
+            if cfg.ports.dns > 0:                   # dnspython loads with the first query
                 from .dns.server import DNSServer
                 self.dns = DNSServer(self)
                 await self.dns.start()

@@ -24,33 +24,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
-# ----------------------------------------------------------------------------- types
+# the types (agent/filter_types.py), re-exported: `compile(text, Struct({...}))`
+from .filter_types import BOOL, FLOAT, INT, STR, UINT, MapOf, SliceOf, Struct, Type  # noqa: F401
 
-STR, INT, UINT, BOOL, FLOAT = "string", "int", "uint", "bool", "float"
 _PRIMITIVES = (STR, INT, UINT, BOOL, FLOAT)
-
-
-@dataclass(frozen=True)
-class MapOf:
-    """map[string]<value>; value None: not selectable further (map[string]interface{})."""
-    value: "Type | None"
-
-
-@dataclass(frozen=True)
-class SliceOf:
-    """[]<item>"""
-    item: "Type"
-
-
-@dataclass(frozen=True, eq=False)
-class Struct:
-    """A struct: {FieldName: type}; a None type marks a field that is not filterable."""
-    fields: dict
-
-
-Type = Union[str, MapOf, SliceOf, Struct]
 
 EQUAL, NOT_EQUAL, IN, NOT_IN = "Equal", "Not Equal", "In", "Not In"
 IS_EMPTY, IS_NOT_EMPTY, MATCHES, NOT_MATCHES = "Is Empty", "Is Not Empty", "Matches", "Not Matches"

@@ -8,6 +8,10 @@ connection (answered as they complete); a connection idle for IDLE_TIMEOUT secon
 closed. Nothing a client sends can stop the server: undecodable input is answered FORMERR
 or dropped by the resolver, and a failure inside a query's handling is logged and
 answered SERVFAIL.
+
+The sockets are bound by `start()` (a port in use fails the agent's start), but the
+resolver, and with it dnspython (~2.5 MiB resident), is imported by the first query: an
+agent nobody asks over DNS never loads it.
 """
 from __future__ import annotations
 
@@ -21,11 +25,10 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import log
 from ..config.load import recursor_address
 from ..errors import IsthmusError
-from .resolver import (HEADER, SERVFAIL, Failed, Lookup, Recurse, Resolver, ResolverConfig,
-                       acceptable_upstream_reply)
 
 if TYPE_CHECKING:
     from ..agent import Agent
+    from .resolver import Lookup, Recurse, Resolver
 
 _log = log.get("dns")
 
@@ -43,7 +46,7 @@ class DNSServer:
 
     def __init__(self, agent: "Agent") -> None:
         self.agent = agent
-        self.resolver = Resolver(ResolverConfig.from_agent(agent.config))
+        self._resolver: Resolver | None = None
         self.addresses: list[tuple[str, int]] = []      # bound (host, port), UDP and TCP alike
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.AbstractServer] = []
@@ -109,19 +112,28 @@ class DNSServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @property
+    def resolver(self) -> Resolver:
+        """The resolver, built on first use: importing it loads dnspython."""
+        if self._resolver is None:
+            from .resolver import Resolver, ResolverConfig
+            self._resolver = Resolver(ResolverConfig.from_agent(self.agent.config))
+        return self._resolver
+
     # -- one query ----------------------------------------------------------------------
 
     def query(self, wire: bytes, network: str, send: Send, peer: Any) -> asyncio.Task | None:
         """Answer `wire`; the reply goes to `send`. Answers that need no lookup are sent at
         once; the others run as a task (returned)."""
-        malformed = self.resolver.stats.malformed
-        gen = self.resolver.resolve(wire, network, time.time(), self._rng)
+        resolver = self.resolver
+        malformed = resolver.stats.malformed
+        gen = resolver.resolve(wire, network, time.time(), self._rng)
         try:
             step = next(gen)
         except StopIteration as stop:
             if stop.value is not None:
                 send(stop.value)
-            if self.resolver.stats.malformed > malformed:
+            if resolver.stats.malformed > malformed:
                 self._note("malformed", f"undecodable DNS message over {network} "
                            f"({'answered FORMERR' if stop.value else 'dropped'})", peer)
             return None
@@ -140,6 +152,7 @@ class DNSServer:
         return task
 
     async def _run(self, gen, step, wire: bytes, send: Send, peer: Any) -> None:
+        from .resolver import Lookup                 # loaded already: a step came from it
         try:
             while True:
                 if isinstance(step, Lookup):
@@ -157,6 +170,7 @@ class DNSServer:
             self._servfail(wire, send)
 
     async def _lookup(self, step: Lookup) -> Any:
+        from .resolver import Failed
         try:
             return await self.agent.rpc(step.method, step.body)
         except IsthmusError as exc:
@@ -167,7 +181,8 @@ class DNSServer:
             return Failed(f"{type(exc).__name__}: {exc}")
 
     async def _recurse(self, step: Recurse) -> bytes | None:
-        qid = HEADER.unpack_from(step.query)[0]
+        from .resolver import acceptable_upstream_reply
+        qid = _LEN.unpack_from(step.query)[0]         # the header's first field
         timeout = self.agent.config.dns_config.recursor_timeout
         for i in step.order:
             addr = self._recursors[i]
@@ -186,6 +201,7 @@ class DNSServer:
         return None
 
     def _servfail(self, wire: bytes, send: Send) -> None:
+        from .resolver import HEADER, SERVFAIL, Resolver
         if len(wire) >= HEADER.size:
             qid, flags = struct.unpack_from("!HH", wire)
             if not flags & 0x8000:

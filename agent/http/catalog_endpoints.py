@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from aiohttp import web
 
-from ..state.catalog import clone
 from .body import ANY, BOOL, INT, STR, ListOf, MapOf, Struct, decode_body
 from .errors import bad_request
 from .filtering import apply_filter, check_filter
@@ -42,8 +41,10 @@ REGISTER_REQUEST = Struct("structs.RegisterRequest", {
 DEREGISTER_REQUEST = Struct("structs.DeregisterRequest", {
     "Datacenter": STR, "Node": STR, "ServiceID": STR, "CheckID": STR, "Token": STR})
 
-# Consul's zero ConnectProxyConfig and ServiceConnect as its JSON encoder writes them
-EMPTY_PROXY = {"Mode": "", "MeshGateway": {}, "Expose": {}}
+def _empty_proxy() -> dict:
+    """Consul's zero ConnectProxyConfig as its JSON encoder writes it (a fresh one: callers
+    may change the reply)."""
+    return {"Mode": "", "MeshGateway": {}, "Expose": {}}
 
 
 def json_response(obj, reply: dict | None, request: web.Request) -> web.Response:
@@ -216,7 +217,7 @@ def node_service_json(s: dict) -> dict:
     if s.get("SocketPath"):
         out["SocketPath"] = s["SocketPath"]
     out.update({"Weights": s["Weights"], "EnableTagOverride": s["EnableTagOverride"],
-                "Proxy": s["Proxy"] or clone(EMPTY_PROXY), "Connect": s["Connect"] or {},
+                "Proxy": s["Proxy"] or _empty_proxy(), "Connect": s["Connect"] or {},
                 "CreateIndex": s["CreateIndex"], "ModifyIndex": s["ModifyIndex"]})
     return out
 
@@ -238,7 +239,7 @@ def _service_node_json(s: dict) -> dict:
         out.pop("ServiceTaggedAddresses", None)
     if not out.get("ServiceSocketPath"):
         out.pop("ServiceSocketPath", None)
-    out["ServiceProxy"] = out["ServiceProxy"] or clone(EMPTY_PROXY)
+    out["ServiceProxy"] = out["ServiceProxy"] or _empty_proxy()
     out["ServiceConnect"] = out["ServiceConnect"] or {}
     # RaftIndex comes last in Consul's struct
     out["CreateIndex"], out["ModifyIndex"] = out.pop("CreateIndex"), out.pop("ModifyIndex")

@@ -5,13 +5,14 @@ not selectable) and one helper for the endpoint modules.
 Consul builds the filter before it reads (a bad expression fails at once, even on a
 blocking query) and answers a bad one with 500 and "Failed to create boolean expression
 evaluator: ..." (the RPC error string; hashicorp/consul#7338, #9441): `check_filter` runs
-when the request's options are read, `apply_filter` on the rows the RPC returned.
+when the request's options are read, `apply_filter` on the rows the RPC returned. The
+expression language (agent/filter.py) is imported by the first request with a filter.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..filter import BOOL, INT, STR, FilterError, MapOf, SliceOf, Struct, compile
+from ..filter_types import BOOL, INT, STR, MapOf, SliceOf, Struct
 from .errors import HTTPError
 
 WEIGHTS = Struct({"Passing": INT, "Warning": INT})
@@ -91,6 +92,7 @@ def check_filter(request: web.Request) -> None:
     if not text or schema is None:
         request[_KEY] = None
         return
+    from ..filter import FilterError, compile
     try:
         request[_KEY] = compile(text, schema)
     except FilterError as exc:

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from ..errors import IsthmusError
 from ..gojson import GoJSONError, json_type, loads
-from ..state.areas import unknown_area
 from .body import BOOL, STR, ListOf, Struct, decode_body
 from .errors import HTTPError, bad_request
 from .query import datacenter, meta_headers, query_options
@@ -79,6 +78,7 @@ async def get(agent: "Agent", request: web.Request) -> web.Response:
     reply = await _rpc(agent, "Operator.AreaGet", body)
     found = reply.get("Areas") or []
     if not found:
+        from ..state.areas import unknown_area    # the text the servers use; loaded when needed
         raise HTTPError(404, unknown_area(area_id), meta_headers(reply))
     return _json([api_area(a) for a in found], request, meta_headers(reply))
 
