@@ -27,6 +27,7 @@ from . import log
 from .errors import ConnectionLost, RPCConnectError, RPCTimeout
 from .router.core import WAN_AREA, DCUnreachable, Router, Server, apply_member_event
 from .serf.core import STATUS_ALIVE, STATUS_FAILED, MemberEvent
+from .servers import server_from_member
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -220,14 +221,12 @@ class Federation:
             return
         present = {m.name for m in pool.members() if m.status == STATUS_ALIVE}
         for m in lan.members():
-            t = m.tags
-            if m.status != STATUS_ALIVE or t.get("role") != "consul" or t.get("dc") != self.dc:
-                continue
             name = f"{m.name}.{self.dc}"
-            if name in present:
+            if name in present or server_from_member(m, self.dc) is None:
                 continue
-            port = t.get("wan_join_port") if area == WAN_AREA else t.get("port")
-            if not port or not port.isdigit():
+            # the WAN gossip port for the WAN; area gossip rides the RPC port
+            port = m.tags.get("wan_join_port", "") if area == WAN_AREA else m.tags["port"]
+            if not port.isdigit():
                 continue
             addr = f"{m.addr}:{port}" if ":" not in m.addr else f"[{m.addr}]:{port}"
             n, errors = await pool.join([addr])

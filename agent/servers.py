@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 
 from . import log
 from .errors import ConnectionLost, NoServersError, RPCConnectError
+from .router.core import server_from_tags
 from .serf.core import STATUS_ALIVE, MemberEvent
 
 _log = log.get("router")
@@ -28,12 +29,10 @@ class ServerInfo:
 
 def server_from_member(member: Any, datacenter: str) -> ServerInfo | None:
     """The server a LAN member is, or None (a client, another DC, not alive, no port)."""
-    t = member.tags
-    if t.get("role") != "consul" or t.get("dc") != datacenter:
+    s = server_from_tags(member.name, member.addr, member.tags)
+    if s is None or s.dc != datacenter or member.status != STATUS_ALIVE:
         return None
-    if member.status != STATUS_ALIVE or not t.get("port", "").isdigit():
-        return None
-    return ServerInfo(member.name, (member.addr, int(t["port"])), t.get("use_tls") == "1")
+    return ServerInfo(member.name, s.addr, s.use_tls)
 
 
 Caller = Callable[[tuple[str, int], str, Any], Awaitable[Any]]
