@@ -280,12 +280,6 @@ class AreaManager:
                   pool.peer_dc)
         self._federation("set_tls", area_id, ctx is not None)
 
-    def set_tls(self, area_id: str, use_tls: bool) -> None:
-        """Flip a running area's TLS now (reconcile does it on its own after an update)."""
-        self.pool(area_id)
-        self._areas[area_id]["UseTLS"] = use_tls
-        self._apply_tls(area_id, use_tls)
-
     # ------------------------------------------------------------------ RetryJoin
 
     def _start_retry_join(self, area: dict) -> None:
@@ -351,7 +345,3 @@ class AreaManager:
     def members(self, area_id: str) -> list[dict]:
         """The area pool's members in Consul's SerfMember shape (spec §2), RTT in ns."""
         return self.pool(area_id).members_json()
-
-    def area_ids(self) -> list[str]:
-        """IDs of the areas with a running pool, sorted."""
-        return sorted(self.pools)

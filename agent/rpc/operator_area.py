@@ -24,7 +24,6 @@ An ID with no area fails with `unknown area "<id>"` (HTTP answers 404 for it).
 from __future__ import annotations
 
 import inspect
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -45,18 +44,14 @@ def parse_area_address(text: Any, default_port: int) -> tuple[str, int]:
     """A join / RetryJoin address (`IP`, `IP:port`, `[v6]:port`, `host`, `host:port`) →
     (host, port); AreaError saying what is wrong otherwise. Port defaults to the server RPC
     port (spec §2: the peer's servers are dialled on their RPC port)."""
+    from ..areas.pool import invalid_address
     from ..gossip.pool import parse_join_address
     if not isinstance(text, str) or not text.strip():
-        raise AreaError(f"invalid address {_quote(str(text))}: empty address")
+        raise AreaError(invalid_address(text, "empty address"))
     try:
         return parse_join_address(text, default_port)
     except ValueError as exc:
-        reason = str(exc)
-        if reason.startswith("invalid literal for int()"):
-            reason = "invalid port"
-        elif reason.startswith("not an IP address or host name"):
-            reason = "not an IP address or host name"      # the address is quoted already
-        raise AreaError(f"invalid address {_quote(text)}: {reason}") from None
+        raise AreaError(invalid_address(text, str(exc))) from None
 
 
 def _area_id(body: dict, key: str = "AreaID") -> str:
@@ -198,29 +193,8 @@ def register(registry: Registry, agent: "Agent") -> None:
             addrs = []
         if not isinstance(addrs, list):
             raise AreaError("Addresses must be a list of addresses")
-        mgr = manager(area_id)
-        results: list[dict | None] = []
-        good: list[str] = []
-        for addr in addrs:
-            try:
-                parse_area_address(addr, rpc_port())
-            except AreaError as exc:            # refused here; the others are still tried
-                results.append({"Address": str(addr), "Joined": False, "Error": str(exc)})
-                continue
-            results.append(None)
-            good.append(addr)
-        joined = await mgr.join(area_id, good) if good else []
-        if len(joined) != len(good):
-            raise AreaError(f"area join answered {len(joined)} results for {len(good)} addresses")
-        it = iter(joined)
-        out = []
-        for r in results:
-            if r is None:
-                j = next(it)
-                r = {"Address": j.get("Address", ""), "Joined": bool(j.get("Joined")),
-                     "Error": j.get("Error") or ""}
-            out.append(r)
-        return out
+        # one result per address, in order; unparsable ones are refused by the pool
+        return await manager(area_id).join(area_id, addrs)
 
     async def members(body: Any, ctx: CallContext) -> list:
         check_dc(body, datacenter)
@@ -237,7 +211,3 @@ def register(registry: Registry, agent: "Agent") -> None:
     registry.register("Operator.AreaGet", get)
     registry.register("Operator.AreaJoin", join)
     registry.register("Operator.AreaListMembers", members)
-
-
-def _quote(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)

@@ -110,7 +110,7 @@ class Coordinates:
         nkey, skey = node.lower(), segment.lower()
         self.rows.setdefault(nkey, {})[skey] = {"Node": node, "Segment": segment,
                                                 "Coord": coord.to_wire()}
-        self._parsed.setdefault(nkey, {})[segment] = coord
+        self._parsed.setdefault(nkey, {})[skey] = coord      # keyed as `rows` is
 
     def _on_check(self, index: int, node: str, check_id: str, status: str) -> None:
         """(node, "", "") from the catalog: the node was deregistered; its coordinates go."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import msgpack
 
+from .catalog import clone
 from .store import CommandError, KVEntry
 
 if TYPE_CHECKING:
@@ -294,9 +295,9 @@ class Txn:
         catalog = self.store.catalog
         if not node_id:
             return catalog.get_node(name) if name else None
-        want = node_id.lower()
-        _, nodes = catalog.list_nodes()
-        return next((n for n in nodes if (n.get("ID") or "").lower() == want), None)
+        want = node_id.lower()           # scan, and copy only the node found
+        return next((clone(n) for n in catalog.nodes.values()
+                     if (n.get("ID") or "").lower() == want), None)
 
     def _find_service(self, node: str, service_id: str) -> dict | None:
         if not node:

@@ -252,10 +252,11 @@ def test_join_and_members(clean):
     dead = free_port()
     gossip = f"127.0.0.1:{dev.serf_lan_port}"       # an agent, but not a server RPC port
     got, _ = _json(dev, "PUT", f"/v1/operator/area/{area_id}/join",
-                   ["bad host", f"127.0.0.1:{dead}", "127.0.0.1:0", gossip])
+                   ["bad host", f"127.0.0.1:{dead}", "127.0.0.1:0", gossip, "127.0.0.3:99999"])
     assert [(r["Address"], r["Joined"]) for r in got] == [
         ("bad host", False), (f"127.0.0.1:{dead}", False), ("127.0.0.1:0", False),
-        (gossip, False)]
+        (gossip, False), ("127.0.0.3:99999", False)]
+    assert got[4]["Error"] == 'invalid address "127.0.0.3:99999": invalid port 99999'
     assert all(r["Error"] for r in got)
     print("join errors:", [r["Error"] for r in got])
     assert [m["Name"] for m in _json(dev, "GET", f"/v1/operator/area/{area_id}/members")[0]] \
