@@ -111,50 +111,47 @@ class Federation:
     # ------------------------------------------------------------------ forwarding
 
     async def forward(self, method: str, body: dict) -> Any:
-        """Send a request to a server of `body["Datacenter"]` (see the module doc)."""
+        """Send a request to a server of `body["Datacenter"]` (see the module doc). One
+        coroutine from the handler to the reply's future: a forwarded request is suspended,
+        and every level costs again to resume."""
         dc = body["Datacenter"]
         try:
-            first = self.router.find_route(dc)          # NoPath for an unknown datacenter
+            route = self.router.find_route(dc)          # NoPath for an unknown datacenter
         except DCUnreachable:
-            first = None
+            route = None
+        first, others = route, None
+        pool = self.agent.rpc_pool
+        tried = 0
         last: Exception | None = None
-        if first is not None:                       # the usual case: the route works
-            try:
-                return await self._send(first, method, body, dc)
-            except RPCConnectError as exc:
-                last = exc
-        tried = 1 if first is not None else 0
-        for area, server in self.router.candidates(dc):
-            if (area, server) == first:
-                continue
-            self.stats["failovers"] += 1
+        while True:
+            if route is None:                           # the route failed, or there is none
+                if others is None:
+                    others = [c for c in self.router.candidates(dc) if c != first]
+                if not others:
+                    break
+                route = others.pop(0)
+                self.stats["failovers"] += 1
+            area, server = route
             tried += 1
             try:
-                return await self._send((area, server), method, body, dc)
-            except RPCConnectError as exc:
-                last = exc
+                call = pool.call_open(server.addr, method, body, server.use_tls)
+                reply = await (call if call is not None else
+                               pool.call(server.addr, method, body, dc=dc, tls=server.use_tls))
+            except RPCConnectError as exc:      # nothing was sent: the next one may have it
+                self.router.notify_failed(area, server)
+                last, route = exc, None
+                continue
+            except (ConnectionLost, RPCTimeout):    # maybe sent: the caller hears of it
+                self.router.notify_failed(area, server)
+                self.stats["errors"] += 1
+                raise
+            self.stats["forwarded"] += 1
+            return reply
         self.stats["errors"] += 1
         for m in self.router.managers(dc):      # until a ping answers or a server is added
             m.offline = True
         _log.warning("No server of %s answered (%d tried): %s", dc, tried, last)
         raise DCUnreachable(dc)
-
-    async def _send(self, route: tuple[str, Server], method: str, body: dict, dc: str) -> Any:
-        """One attempt; a failure rotates the server away (RPCConnectError: nothing was sent,
-        the caller may try the next one; other errors go back to the client)."""
-        area, server = route
-        try:
-            reply = await self.agent.rpc_pool.call(server.addr, method, body, dc=dc,
-                                                   tls=server.use_tls)
-        except RPCConnectError:
-            self.router.notify_failed(area, server)
-            raise
-        except (ConnectionLost, RPCTimeout):
-            self.router.notify_failed(area, server)
-            self.stats["errors"] += 1
-            raise
-        self.stats["forwarded"] += 1
-        return reply
 
     # ------------------------------------------------------------------ reads for the API
 

@@ -61,7 +61,7 @@ class HTTPServer:
 
     def __init__(self, agent: "Agent") -> None:
         self.agent = agent
-        self.app = web.Application(middlewares=[self._errors], client_max_size=32 * 1024 * 1024)
+        self.app = web.Application(client_max_size=32 * 1024 * 1024)
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
         self._routes: dict[str, dict[str, Endpoint]] = {}
@@ -70,6 +70,7 @@ class HTTPServer:
             for path, methods in mod.ROUTES.items():
                 for method, fn in methods.items():
                     self.route(method, path, fn)
+        self.app.router.add_route("*", "/{tail:.*}", self._not_found)   # after every route
 
     def route(self, method: str, path: str, fn: Endpoint) -> None:
         """Serve `method path` with `fn(agent, request)`, whose result is sent as JSON."""
@@ -81,27 +82,24 @@ class HTTPServer:
         methods[method] = fn
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        methods = self._routes[request.match_info.route.resource.canonical]
-        fn = methods.get(request.method)
-        if fn is None:
-            if request.method == "OPTIONS":
-                return web.Response(status=200, headers={"Allow": ",".join(sorted(methods) + ["OPTIONS"])})
-            raise HTTPError(405, f"method {request.method} not allowed",
-                            {"Allow": ",".join(sorted(methods))})
-        result = await fn(self.agent, request)
-        if isinstance(result, web.StreamResponse):
-            return result
-        return web.Response(body=encode(result, "pretty" in request.query),
-                            content_type="application/json")
-
-    @web.middleware
-    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        # errors are answered here, not by a middleware: a middleware adds two coroutine
+        # levels that every suspended request (a forwarded one) pays again to resume
         try:
-            return await handler(request)
+            methods = self._routes[request.match_info.route.resource.canonical]
+            fn = methods.get(request.method)
+            if fn is None:
+                if request.method == "OPTIONS":
+                    allow = ",".join(sorted(methods) + ["OPTIONS"])
+                    return web.Response(status=200, headers={"Allow": allow})
+                raise HTTPError(405, f"method {request.method} not allowed",
+                                {"Allow": ",".join(sorted(methods))})
+            result = await fn(self.agent, request)
+            if isinstance(result, web.StreamResponse):
+                return result
+            return web.Response(body=encode(result, "pretty" in request.query),
+                                content_type="application/json")
         except HTTPError as exc:
             return _text(exc.status, str(exc), exc.headers)
-        except web.HTTPNotFound:
-            return _text(404, "404 page not found\n")
         except web.HTTPException as exc:
             return _text(exc.status, exc.reason)
         except IsthmusError as exc:
@@ -109,6 +107,10 @@ class HTTPServer:
         except Exception as exc:               # our bug: log it, answer 500, keep serving
             _log.exception("request %s %s failed", request.method, request.path)
             return _text(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    async def _not_found(request: web.Request) -> web.StreamResponse:
+        return _text(404, "404 page not found\n")
 
     async def start(self) -> None:
         cfg = self.agent.config

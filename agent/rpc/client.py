@@ -160,13 +160,26 @@ class RPCPool:
         conn = self._conns.get(key)
         if conn is None or conn.closed:
             conn = await self._get(key, dc, ctx)
-        if timeout is None:
-            timeout = self.limits.rpc_client_timeout
-            if body.__class__ is dict and body.get("MinQueryIndex"):
-                # a blocking query holds the reply for its wait (plus 1/16 jitter): Consul's
-                # client adds that to rpc_client_timeout
-                timeout += wait_time(float(body.get("MaxQueryTime") or 0)) * 17 / 16
-        return await conn.call(method, {} if body is None else body, timeout)
+        body = {} if body is None else body
+        return await conn.call(method, body, self._timeout(body) if timeout is None else timeout)
+
+    def call_open(self, addr: Addr, method: str, body: dict, tls: bool = False
+                  ) -> asyncio.Future | None:
+        """`call(addr, method, body, tls=tls)` as a future when a connection to `addr` is
+        open already (one coroutine less for a hot caller to resume), else None."""
+        ctx = self.tls_if_possible if tls else self.tls_context
+        conn = self._conns.get((addr, ctx is not None))
+        if conn is None or conn.closed:
+            return None
+        return conn.call(method, body, self._timeout(body))
+
+    def _timeout(self, body: Any) -> float:
+        timeout = self.limits.rpc_client_timeout
+        if body.__class__ is dict and body.get("MinQueryIndex"):
+            # a blocking query holds the reply for its wait (plus 1/16 jitter): Consul's
+            # client adds that to rpc_client_timeout
+            timeout += wait_time(float(body.get("MaxQueryTime") or 0)) * 17 / 16
+        return timeout
 
     async def close(self) -> None:
         """Close every connection; calls in flight fail with ConnectionLost."""

@@ -14,19 +14,33 @@ from agent.router.core import UNREACHABLE, WAN_AREA, DCUnreachable, NoPath, Serv
 
 
 class FakePool:
-    """rpc_pool.call: addresses in `down` refuse the connection; `lost` drop mid-call."""
+    """rpc_pool.call: addresses in `down` refuse the connection; `lost` drop mid-call. An
+    address called once has an open connection: call_open answers for it from then on."""
 
     def __init__(self, down=(), lost=()) -> None:
         self.down, self.lost = set(down), set(lost)
         self.calls: list[tuple] = []
+        self.open: set = set()
 
     async def call(self, addr, method, body, *, dc=None, tls=False, timeout=None):
         self.calls.append((addr, tls))
         if addr in self.down:
             raise RPCConnectError(f'failed to connect to "{addr[0]}:{addr[1]}"')
+        self.open.add(addr)
         if addr in self.lost:
             raise ConnectionLost("closed")
         return {"served_by": addr}
+
+    def call_open(self, addr, method, body, tls=False):
+        if addr not in self.open or addr in self.down:
+            return None
+        self.calls.append((addr, tls))
+        fut = asyncio.get_running_loop().create_future()
+        if addr in self.lost:
+            fut.set_exception(ConnectionLost("closed"))
+        else:
+            fut.set_result({"served_by": addr})
+        return fut
 
 
 def federation(pool: FakePool) -> Federation:
