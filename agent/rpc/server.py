@@ -285,6 +285,36 @@ class _InnerDispatch(asyncio.Protocol):
             self._release()
 
 
+class _GoOn:
+    """Awaiting it goes on with a coroutine that already ran up to a wait outside any task
+    (it yielded `waiting_on`, a future): the awaiting task waits on that future and then
+    drives the coroutine to its end, as if it had run it from the start."""
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro, waiting_on) -> None:
+        self.coro, self.waiting_on = coro, waiting_on
+
+    def __await__(self):
+        coro, waiting_on = self.coro, self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:            # cancelled: so is the coroutine
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _go_on(coro, waiting_on) -> Any:
+    return await _GoOn(coro, waiting_on)
+
+
 class RPCConnection(asyncio.Protocol):
     """One msgpack-RPC connection: many calls in flight, replies coalesced per read."""
 
@@ -336,10 +366,11 @@ class RPCConnection(asyncio.Protocol):
                 continue
             fn, is_async = entry
             if self._registry.remote(body):        # another datacenter's request
-                self._start_async(self._forwarder(method), method, seq, body)
-                continue
+                fn, is_async = self._forwarder(method), True
             if is_async:
-                self._start_async(fn, method, seq, body)
+                reply = self._start_async(fn, method, seq, body)
+                if reply is not None:
+                    out.append(reply)
                 continue
             try:
                 out.append(encode_reply(method, seq, "", fn(body, ctx)))
@@ -360,13 +391,28 @@ class RPCConnection(asyncio.Protocol):
             msg = f"rpc error: internal error in {method}: {type(exc).__name__}: {exc}"
         return encode_reply(method, seq, msg, ERROR_BODY)
 
-    def _start_async(self, fn: Callable, method: str, seq: int, body: Any) -> None:
-        task = asyncio.get_running_loop().create_task(fn(body, self._ctx))
+    def _start_async(self, fn: Callable, method: str, seq: int, body: Any) -> bytes | None:
+        """Run an async handler up to its first wait here, as an eager task: a read served
+        from the store (a stale one, or the leader's) never waits, and its reply is then
+        returned to go out with this batch's, without a task or a loop iteration of its
+        own. A handler that does wait goes on in a task, which sends its reply when done."""
+        coro = fn(body, self._ctx)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration as done:
+            try:
+                return encode_reply(method, seq, "", done.value)
+            except Exception as exc:
+                return self._error_reply(method, seq, exc)
+        except Exception as exc:
+            return self._error_reply(method, seq, exc)
+        task = asyncio.get_running_loop().create_task(_go_on(coro, waiting_on))
         self._server._tasks.add(task)
         self._inflight += 1
         if self._inflight == MAX_INFLIGHT:
             self._pause(2)
         task.add_done_callback(lambda t: self._finish_async(t, method, seq))
+        return None
 
     def _finish_async(self, task: asyncio.Task, method: str, seq: int) -> None:
         self._server._tasks.discard(task)
