@@ -38,7 +38,16 @@ def make_registry() -> Registry:
     def crash(body, ctx):
         raise KeyError("bug")
 
+    async def maybe(body, ctx):
+        """Waits `waits` times (0: answers at once), then fails if asked to."""
+        for _ in range(body["waits"]):
+            await asyncio.sleep(0)
+        if body.get("fail"):
+            raise Boom(f"failed after {body['waits']} waits")
+        return {"waits": body["waits"], "in_task": asyncio.current_task() is not None}
+
     reg.register("Test.Sleep", sleepy)
+    reg.register("Test.Maybe", maybe)
     reg.register("Test.Fail", fail)
     reg.register("Test.Crash", crash)
     reg.register("Test.Echo", lambda body, ctx: body)
@@ -103,6 +112,30 @@ def test_many_calls_in_flight_on_one_connection_answered_out_of_order():
         assert len(pool._conns) == 1 and srv.stats["accepted"] == 1
         await pool.close()
         await srv.stop()
+    run(main)
+
+
+def test_async_handlers_run_eagerly_and_go_on_in_a_task_when_they_wait():
+    async def main():
+        srv = await start_server()
+        pool = RPCPool()
+        addr = ("127.0.0.1", srv.port)
+        # one batch on one connection: answered at once and waiting handlers mixed
+        got = await asyncio.gather(*[pool.call(addr, "Test.Maybe", {"waits": i % 3})
+                                     for i in range(30)])
+        assert got == [{"waits": i % 3, "in_task": i % 3 > 0} for i in range(30)]
+        for waits in (0, 2):
+            with pytest.raises(RPCError, match=f"failed after {waits} waits"):
+                await pool.call(addr, "Test.Maybe", {"waits": waits, "fail": True})
+        assert not srv._tasks                   # every waiting handler finished
+        # a handler still waiting when the server stops is cancelled; the client hears
+        call = asyncio.ensure_future(pool.call(addr, "Test.Sleep", {"delay": 30, "n": 1}))
+        await asyncio.sleep(0.1)
+        assert len(srv._tasks) == 1
+        await srv.stop()
+        with pytest.raises(ConnectionLost):
+            await call
+        await pool.close()
     run(main)
 
 
