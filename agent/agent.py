@@ -206,6 +206,8 @@ class Agent:
         import importlib
         for name in SERVER_RPC_MODULES:
             importlib.import_module(f"{__package__}.rpc.{name}").register(self.registry, self)
+        from .http.rendered import serve
+        serve(self.registry, self)              # reads rendered for the agent that asks
         _log.info("RPC server listening on %s:%d (TLS %s)", cfg.bind_addr, self.rpc_server.port,
                   "on" if tls.enabled else "off")
 

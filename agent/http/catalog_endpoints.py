@@ -7,8 +7,10 @@ RTT from that node (the RPC's `Source`; Consul's parseSource); `?filter=` (Consu
 language) narrows nodes, service/<name> and node/<node> (agent/http/filtering.py).
 
 Service reads (service/<name> here and /v1/health/service/<name>) go through
-`service_response`: on servers the body of an identical read at the same X-Consul-Index is
-sent again (`BodyCache`), and an unchanged instance is encoded once (`FragmentMemo`).
+`service_body`: on servers the body of an identical read at the same X-Consul-Index is
+sent again (`BodyCache`), and an unchanged instance is encoded once (`FragmentMemo`). A
+read another server answers (another datacenter's, or any of a client agent) gets its body
+rendered there, from that server's caches (agent/http/rendered.py).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from aiohttp import web
 
 from .body import ANY, BOOL, INT, STR, ListOf, MapOf, Struct, decode_body
 from .errors import bad_request
-from .filtering import apply_filter, check_filter
+from . import rendered
+from .filtering import apply_filter, check_filter, filter_rows
 from .query import meta_headers, query_options
 
 if TYPE_CHECKING:
@@ -40,6 +43,9 @@ REGISTER_REQUEST = Struct("structs.RegisterRequest", {
     "Checks": ListOf(HEALTH_CHECK), "SkipNodeUpdate": BOOL, "Token": STR})
 DEREGISTER_REQUEST = Struct("structs.DeregisterRequest", {
     "Datacenter": STR, "Node": STR, "ServiceID": STR, "CheckID": STR, "Token": STR})
+
+SERVICE_ROUTE = "/v1/catalog/service/{name}"
+
 
 def _empty_proxy() -> dict:
     """Consul's zero ConnectProxyConfig as its JSON encoder writes it (a fresh one: callers
@@ -130,21 +136,19 @@ class _AgentCaches:
 _CACHES: "weakref.WeakKeyDictionary[Agent, _AgentCaches]" = weakref.WeakKeyDictionary()
 
 
-def service_response(agent: "Agent", request: web.Request, opts: dict, reply: dict, kind: str,
-                     entries: Callable[[], list], shape: Callable[[Any], object],
-                     *extra) -> web.Response:
+def service_body(agent: "Agent", opts: dict, reply: dict, kind: str,
+                 entries: Callable[[], list], shape: Callable[[Any], object], pretty: bool,
+                 *extra) -> bytes:
     """The JSON array of `shape(e)` for each of a service read's `entries()` (only called
-    when no body is reused), with its X-Consul-* headers (`extra`: whatever else, beyond
-    the RPC's options, decides the entries). On
-    servers, for their own datacenter (the Raft history behind the index is then the one
-    this process lives in; a client agent could outlive a cluster rebuilt from scratch,
-    whose indexes start over): the body of the same read at the same index is reused
-    (BodyCache; not for `?near=`: coordinates are not in the index), and when this server
-    answered from its own store, entries are encoded through its FragmentMemo."""
-    pretty = "pretty" in request.query
+    when no body is reused; `extra`: whatever else, beyond the RPC's options, decides the
+    entries). On servers, for their own datacenter (the Raft history behind the index is
+    then the one this process lives in; a client agent could outlive a cluster rebuilt from
+    scratch, whose indexes start over): the body of the same read at the same index is
+    reused (BodyCache; not for `?near=`: coordinates are not in the index), and when this
+    server answered from its own store, entries are encoded through its FragmentMemo."""
     consensus = agent.consensus
     if consensus is None or opts.get("Datacenter") != agent.config.datacenter:
-        return _response(_encode([shape(e) for e in entries()], pretty), reply)
+        return _encode([shape(e) for e in entries()], pretty)
     caches = _CACHES.get(agent)
     if caches is None:
         caches = _CACHES[agent] = _AgentCaches()
@@ -154,7 +158,7 @@ def service_response(agent: "Agent", request: web.Request, opts: dict, reply: di
             return _encode([shape(e) for e in entries()], pretty)
         return caches.fragments.encode(entries(), shape)
     if opts.get("Source"):
-        return _response(body(), reply)
+        return body()
     key = (kind, opts.get("Datacenter"), opts.get("ServiceName"),
            tuple(opts.get("ServiceTags") or ()) if opts.get("TagFilter") else None,
            tuple(sorted((opts.get("NodeMetaFilters") or {}).items())), pretty, *extra)
@@ -163,7 +167,21 @@ def service_response(agent: "Agent", request: web.Request, opts: dict, reply: di
     if cached is None:
         cached = body()
         caches.bodies.put(key, index, cached)
-    return _response(cached, reply)
+    return cached
+
+
+def service_render(request: web.Request, **more) -> dict:
+    """The view of a service read (agent/http/rendered.py) that `request` asks for."""
+    return {"Pretty": "pretty" in request.query, "Filter": request.query.get("filter", ""),
+            **more}
+
+
+def service_view(agent: "Agent", opts: dict, reply: dict, render: dict) -> bytes:
+    """Catalog.ServiceNodes' body (agent/http/rendered.py)."""
+    text = render.get("Filter") or ""
+    return service_body(agent, opts, reply, "catalog",
+                        lambda: filter_rows(SERVICE_ROUTE, text, reply.get("ServiceNodes") or []),
+                        _service_node_json, bool(render.get("Pretty")), text)
 
 
 def _response(body: bytes, reply: dict) -> web.Response:
@@ -290,10 +308,8 @@ async def service(agent: "Agent", request: web.Request):
     tag_options(request, opts)
     near_options(agent, request, opts)
     opts["ServiceName"] = _segment(request, "Missing service name")
-    reply = await agent.rpc("Catalog.ServiceNodes", opts)
-    return service_response(agent, request, opts, reply, "catalog",
-                            lambda: apply_filter(request, reply.get("ServiceNodes") or []),
-                            _service_node_json, request.query.get("filter", ""))
+    reply, body = await rendered.read(agent, "Catalog.ServiceNodes", opts, service_render(request))
+    return _response(body, reply)
 
 
 async def node(agent: "Agent", request: web.Request):

@@ -87,14 +87,9 @@ def check_filter(request: web.Request) -> None:
     """Compile `?filter=` for this request's route now (a bad one answers 500 with Consul's
     text before any read or wait); an empty or absent filter is no filter. Routes without
     a record type ignore the parameter, as Consul's endpoints that take no filter do."""
-    text = request.query.get("filter", "")
-    schema = SCHEMAS.get(_route(request))
-    if not text or schema is None:
-        request[_KEY] = None
-        return
-    from ..filter import FilterError, compile
+    from ..filter import FilterError
     try:
-        request[_KEY] = compile(text, schema)
+        request[_KEY] = compiled(_route(request), request.query.get("filter", ""))
     except FilterError as exc:
         raise HTTPError(500, str(exc)) from None
 
@@ -107,3 +102,30 @@ def apply_filter(request: web.Request, rows):
     if flt is None or rows is None:
         return rows
     return flt.apply(rows)
+
+
+_COMPILED: dict[tuple[str, str], object] = {}
+
+
+def compiled(route: str, text: str):
+    """The filter `text` compiled for `route`'s record type (None: no filter); the last 256
+    kept, for reads rendered for another agent (agent/http/rendered.py) that name it again
+    and again. FilterError for a bad one."""
+    schema = SCHEMAS.get(route)
+    if not text or schema is None:
+        return None
+    key = (route, text)
+    flt = _COMPILED.get(key)
+    if flt is None:
+        from ..filter import compile
+        flt = compile(text, schema)
+        if len(_COMPILED) >= 256:
+            del _COMPILED[next(iter(_COMPILED))]
+        _COMPILED[key] = flt
+    return flt
+
+
+def filter_rows(route: str, text: str, rows):
+    """`rows` narrowed to what filter `text` (for `route`'s record type) matches."""
+    flt = compiled(route, text)
+    return rows if flt is None or rows is None else flt.apply(rows)

@@ -8,10 +8,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .catalog_endpoints import (_segment, check_json, json_response, near_options,
-                                node_service_json, read_options, service_response, tag_options)
+from . import rendered
+from .catalog_endpoints import (_response, _segment, check_json, json_response, near_options,
+                                node_service_json, read_options, service_body, service_render,
+                                tag_options)
 from .errors import bad_request
-from .filtering import apply_filter
+from .filtering import apply_filter, filter_rows
+
+SERVICE_ROUTE = "/v1/health/service/{name}"
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -69,14 +73,21 @@ async def service(agent: "Agent", request: web.Request):
     tag_options(request, opts)
     near_options(agent, request, opts)
     opts["ServiceName"] = _segment(request, "Missing service name")
-    passing = _passing(request)
-    reply = await agent.rpc("Health.ServiceNodes", opts)
+    render = service_render(request, Passing=_passing(request))
+    reply, body = await rendered.read(agent, "Health.ServiceNodes", opts, render)
+    return _response(body, reply)
+
+
+def service_view(agent: "Agent", opts: dict, reply: dict, render: dict) -> bytes:
+    """Health.ServiceNodes' body (agent/http/rendered.py)."""
+    text = render.get("Filter") or ""
+    passing = bool(render.get("Passing"))
 
     def nodes() -> list:
-        out = apply_filter(request, reply.get("Nodes") or [])
+        out = filter_rows(SERVICE_ROUTE, text, reply.get("Nodes") or [])
         return _filter_non_passing(out) if passing else out
-    return service_response(agent, request, opts, reply, "health", nodes,
-                            _check_service_node_json, passing, request.query.get("filter", ""))
+    return service_body(agent, opts, reply, "health", nodes, _check_service_node_json,
+                        bool(render.get("Pretty")), passing, text)
 
 
 def _check_service_node_json(n: dict) -> dict:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from . import rendered
 from .errors import HTTPError, bad_request
 from .query import flag as _flag
 from .query import meta_headers, query_options
@@ -70,15 +71,27 @@ async def get(agent: "Agent", request: web.Request) -> web.StreamResponse:
             return web.Response(status=404, headers=headers)
         return _json(reply["Keys"], headers, request)
     body["Key"] = key
-    reply = await agent.rpc("KVS.List" if _flag(request, "recurse") else "KVS.Get", body)
-    headers = meta_headers(reply)
+    method = "KVS.List" if _flag(request, "recurse") else "KVS.Get"
+    if _flag(request, "raw"):
+        reply = await agent.rpc(method, body)
+        entries = reply.get("Entries")
+        if not entries:
+            return web.Response(status=404, headers=meta_headers(reply))
+        return web.Response(body=entries[0]["Value"] or b"", headers=meta_headers(reply),
+                            content_type="text/plain")
+    reply, out = await rendered.read(agent, method, body, {"Pretty": "pretty" in request.query})
+    if out is None:
+        return web.Response(status=404, headers=meta_headers(reply))
+    return web.Response(body=out, content_type="application/json", headers=meta_headers(reply))
+
+
+def entries_view(agent: "Agent", opts: dict, reply: dict, render: dict) -> bytes | None:
+    """KVS.Get's and KVS.List's body (agent/http/rendered.py); None when nothing matched."""
+    from .server import encode
     entries = reply.get("Entries")
     if not entries:
-        return web.Response(status=404, headers=headers)
-    if _flag(request, "raw"):
-        return web.Response(body=entries[0]["Value"] or b"", headers=headers,
-                            content_type="text/plain")
-    return _json([_entry_json(e) for e in entries], headers, request)
+        return None
+    return encode([_entry_json(e) for e in entries], bool(render.get("Pretty")))
 
 
 async def put(agent: "Agent", request: web.Request) -> web.Response:

@@ -112,6 +112,8 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
         c.wait_ready(60)
         wait_until(lambda: c.get("/v1/kv/hello?dc=dc2&raw")[1] == "again", 30,
              "dc2's key read through a dc1 client agent")
+        # rendered in dc2 (agent/http/rendered.py), passed on by the server and the client
+        assert c.get("/v1/kv/hello?dc=dc2")[:2] == b1.get("/v1/kv/hello")[:2]
         assert c.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"]
     finally:
         c.kill()
@@ -129,3 +131,35 @@ def test_flood_join_routing_and_forwarding(two_dcs, tmp_path):
     b2.kill()
     status, body, _ = a.get("/v1/kv/hello?dc=dc2&stale")
     assert status == 500 and "Remote DC has no server currently reachable" in body, body
+
+
+def test_reads_of_another_dc_are_rendered_there_as_it_answers_them(two_dcs):
+    """A forwarded service or KV read has its body rendered by the dc2 server that answers
+    it (agent/http/rendered.py): byte for byte what dc2 answers itself, in every view."""
+    a, b1, _ = two_dcs
+    wait_until(lambda: a.get_json("/v1/catalog/datacenters") == ["dc1", "dc2"], 45, "dc list")
+    for i in range(3):
+        reg = {"Node": f"fw{i}", "Address": f"10.8.0.{i}",
+               "Service": {"Service": "fw", "ID": "fw", "Tags": ["v1", f"t{i}"], "Port": 80 + i},
+               "Check": {"CheckID": f"fw-{i}", "Name": "up", "ServiceID": "fw",
+                         "Status": "warning" if i == 2 else "passing"}}
+        assert b1.get("/v1/catalog/register", "PUT", json.dumps(reg).encode())[0] == 200
+    assert b1.get("/v1/kv/fw/a", "PUT", b"1")[0] == 200
+    paths = ["/v1/health/service/fw", "/v1/health/service/fw?passing",
+             "/v1/health/service/fw?tag=t1", "/v1/health/service/fw?pretty",
+             "/v1/health/service/fw?filter=Service.Port%20%3D%3D%2081",
+             "/v1/health/service/none", "/v1/catalog/service/fw",
+             "/v1/catalog/service/fw?filter=%22t2%22%20in%20ServiceTags",
+             "/v1/catalog/service/fw?tag=v1&pretty", "/v1/kv/fw/a", "/v1/kv/fw/a?pretty",
+             "/v1/kv/fw?recurse", "/v1/kv/nope"]
+    for path in paths:                 # default consistency: both answered by dc2's leader
+        local = b1.get(path)
+        forwarded = a.get(path + ("&" if "?" in path else "?") + "dc=dc2")
+        assert forwarded[:2] == local[:2] and local[0] in (200, 404), (path, local)
+        assert forwarded[2]["X-Consul-Index"] == local[2]["X-Consul-Index"], path
+        if "filter" in path:
+            assert len(json.loads(local[1])) == 1, path
+    assert a.get("/v1/kv/fw/a?dc=dc2")[0] == 200 and a.get("/v1/kv/fw/a")[0] == 404
+    # a bad filter fails in dc1, before anything is sent (Consul's 500 and text)
+    status, body, _ = a.get("/v1/health/service/fw?dc=dc2&filter=Nope%20%3D%3D%201")
+    assert status == 500 and "Failed to create boolean expression evaluator" in body, body
