@@ -4,7 +4,8 @@ how fast the area pools of 3 datacenters × 3 servers converge.
 
 Forwarded read. Per round and variant (plain, tls — order alternating by round) start dc1 on
 127.0.0.1 and dc2 on 127.0.0.2 (one server each: `-server -bootstrap-expect 1 -datacenter dcN`,
-free ports, -log-level warn), put `bench/k` (100 bytes) in dc2, create the reciprocal areas
+free ports, -log-level warn), put `bench/k` (100 bytes) in dc2 (plain: also `instances`
+instances of service `web`, each on its own node with a passing check), create the reciprocal areas
 (POST /v1/operator/area {"PeerDatacenter", "UseTLS"} in each DC), join dc2's server from dc1
 (PUT /v1/operator/area/<id>/join ["127.0.0.2:<rpc>"]) and wait until
 GET /v1/kv/bench/k?dc=dc2 on dc1 answers 200. Then, kinds alternating by round, drive with
@@ -12,11 +13,14 @@ benchmarks/federation_load.py (http_load.py's rate mode in its own process, read
 agents' CPU over the counted window):
   local       GET /v1/kv/bench/k?stale on dc2
   forwarded   GET /v1/kv/bench/k?stale&dc=dc2 on dc1 (dc1's HTTP → Registry → federation.forward
-              → one pooled, multiplexed RPC connection to dc2 → KVS.Get served from dc2's store)
+              → one pooled, multiplexed RPC connection to dc2 → KVS.Get served from dc2's store,
+              its body rendered there: agent/http/rendered.py)
 each with `conc` keep-alive connections for `duration` s after `warmup` s (replies/s, p50/p99,
 µs of CPU per reply of each agent and of the client) and with 1 connection for `seq_duration`
 s (sequential p50/p99). `?stale` keeps it a pure forwarding measurement; the plain variant also
-measures the default consistency once ("plain default": no ?stale).
+measures the default consistency once ("plain default": no ?stale) and a service read
+("plain service": GET /v1/health/service/web?stale, `instances` instances, ~650 bytes each:
+dc2 sends its cached body, which dc1 passes on).
 In the tls variant each DC has a CA-signed server certificate (`isthmus tls ca create`, `tls
 cert create -server -dc dcN`; tls.defaults.{ca,cert,key}_file) and
 tls.internal_rpc.verify_incoming, the areas have UseTLS=true, and before measuring the harness
@@ -105,6 +109,8 @@ SHAPES = {   # test -> {kind: (dc, path)}
               "forwarded": ("dc1", "/v1/kv/bench/k?stale&dc=dc2")},
     "default": {"local": ("dc2", "/v1/kv/bench/k"),
                 "forwarded": ("dc1", "/v1/kv/bench/k?dc=dc2")},
+    "service": {"local": ("dc2", "/v1/health/service/web?stale"),
+                "forwarded": ("dc1", "/v1/health/service/web?stale&dc=dc2")},
 }
 
 
@@ -115,6 +121,7 @@ class Load:
     seq_duration: float = 1.5
     conc: int = 32
     servers: int = 3
+    instances: int = 1000           # of service `web` in dc2, for the "service" test
     converge_within: float = 120.0
 
     def from_env(self) -> Load:
@@ -124,7 +131,7 @@ class Load:
 
 
 FULL = Load()
-SMOKE = Load(duration=0.3, warmup=0.1, seq_duration=0.3, conc=8)
+SMOKE = Load(duration=0.3, warmup=0.1, seq_duration=0.3, conc=8, instances=20)
 
 
 def request(base: str, method: str, path: str, body=None, timeout: float = 30) -> tuple[int, bytes]:
@@ -239,8 +246,9 @@ class DC:
 class Pair:
     """dc1 and dc2, linked (areas, or the WAN), dc2 holding bench/k."""
 
-    def __init__(self, variant: str, pki: dict | None) -> None:
+    def __init__(self, variant: str, pki: dict | None, instances: int = 0) -> None:
         self.variant = variant
+        self.instances = instances
         self.tls = variant == "tls"
         self.pki = pki
         self.dir = tempfile.mkdtemp(prefix=f"isthmus-fed-{variant}-")
@@ -257,6 +265,7 @@ class Pair:
         dc1, dc2 = self.dcs["dc1"], self.dcs["dc2"]
         if must(dc2.base, "PUT", "/v1/kv/bench/k", VALUE.encode()) is not True:
             raise RuntimeError("PUT bench/k in dc2 failed")
+        self.register_instances()
         t0 = time.monotonic()
         if PATH == "wan":
             must(dc1.base, "PUT", f"/v1/agent/join/{dc2.host}:{dc2.wan}?wan=1")
@@ -280,6 +289,20 @@ class Pair:
         self.link_s = time.monotonic() - t0
         if self.tls and not dc2.refuses_plaintext_rpc():
             raise RuntimeError("dc2 accepts plaintext RPC: the tls variant would not prove TLS")
+
+    def register_instances(self) -> None:
+        """`instances` instances of service `web` in dc2, each on a node of its own with a
+        passing check (16 registrations in flight: Raft commits them in groups)."""
+        base = self.dcs["dc2"].base
+
+        def register(i: int) -> None:
+            must(base, "PUT", "/v1/catalog/register", {
+                "Node": f"web-{i}", "Address": f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}",
+                "Service": {"Service": "web", "ID": "web", "Port": 8080, "Tags": ["v1"]},
+                "Check": {"CheckID": "web", "Name": "web", "ServiceID": "web",
+                          "Status": "passing"}})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(register, range(self.instances)))
 
     def rpc_conns(self) -> int:
         """Established TCP connections dc1's process holds to dc2's RPC port (forwarded RPCs
@@ -355,12 +378,12 @@ def forward_round(load: Load, n: int, pki: dict | None) -> dict[str, dict[str, d
     kinds = KINDS if n % 2 == 0 else KINDS[::-1]
     out: dict[str, dict[str, dict]] = {}
     for variant in variants:
-        pair = Pair(variant, pki)
+        pair = Pair(variant, pki, load.instances if variant == "plain" else 0)
         try:
             pair.start()
             shapes = [("stale", ""), ("stale", "batch")]
             if variant == "plain":
-                shapes.insert(1, ("default", ""))
+                shapes[1:1] = [("default", ""), ("service", "")]
             for shape, policy in shapes:
                 test = f"{variant} {shape}" + (f", {policy}" if policy else "")
                 out[test] = {k: measure(pair, shape, k, load, policy) for k in kinds}

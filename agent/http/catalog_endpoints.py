@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from aiohttp import web
 
+from . import rendered
 from .body import ANY, BOOL, INT, STR, ListOf, MapOf, Struct, decode_body
 from .errors import bad_request
-from . import rendered
 from .filtering import apply_filter, check_filter, filter_rows
 from .query import meta_headers, query_options
+from .server import encode
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -54,7 +55,6 @@ def _empty_proxy() -> dict:
 
 
 def json_response(obj, reply: dict | None, request: web.Request) -> web.Response:
-    from .server import encode
     headers = meta_headers(reply) if reply is not None else None
     return web.Response(body=encode(obj, "pretty" in request.query),
                         content_type="application/json", headers=headers)
@@ -108,7 +108,6 @@ class FragmentMemo:
 
     def encode(self, entries: Iterable[object], shape: Callable[[Any], object]) -> bytes:
         """The JSON array of `shape(e)` for each entry, as `encode(list, False)` writes it."""
-        from .server import encode
         parts = []
         for e in entries:
             hit = self._new.get(id(e))
@@ -148,14 +147,14 @@ def service_body(agent: "Agent", opts: dict, reply: dict, kind: str,
     server answered from its own store, entries are encoded through its FragmentMemo."""
     consensus = agent.consensus
     if consensus is None or opts.get("Datacenter") != agent.config.datacenter:
-        return _encode([shape(e) for e in entries()], pretty)
+        return encode([shape(e) for e in entries()], pretty)
     caches = _CACHES.get(agent)
     if caches is None:
         caches = _CACHES[agent] = _AgentCaches()
 
     def body() -> bytes:
         if pretty or not (opts.get("AllowStale") or not consensus.not_leader()):
-            return _encode([shape(e) for e in entries()], pretty)
+            return encode([shape(e) for e in entries()], pretty)
         return caches.fragments.encode(entries(), shape)
     if opts.get("Source"):
         return body()
@@ -186,11 +185,6 @@ def service_view(agent: "Agent", opts: dict, reply: dict, render: dict) -> bytes
 
 def _response(body: bytes, reply: dict) -> web.Response:
     return web.Response(body=body, content_type="application/json", headers=meta_headers(reply))
-
-
-def _encode(obj, pretty: bool) -> bytes:
-    from .server import encode
-    return encode(obj, pretty)
 
 
 def read_options(agent: "Agent", request: web.Request) -> dict:

@@ -13,6 +13,7 @@ from . import rendered
 from .errors import HTTPError, bad_request
 from .query import flag as _flag
 from .query import meta_headers, query_options
+from .server import encode
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -46,7 +47,6 @@ def _key(request: web.Request) -> str:
 
 
 def _json(obj, headers: dict, request: web.Request, status: int = 200) -> web.Response:
-    from .server import encode
     return web.Response(status=status, body=encode(obj, "pretty" in request.query),
                         content_type="application/json", headers=headers)
 
@@ -55,8 +55,8 @@ def _entry_json(e: dict) -> dict:
     out = dict(e)
     v = out.get("Value")
     out["Value"] = base64.b64encode(v).decode() if v else None
-    if out.get("Session") is None:
-        del out["Session"]
+    if not out.get("Session"):                  # Consul's omitempty
+        out.pop("Session", None)
     return out
 
 
@@ -87,7 +87,6 @@ async def get(agent: "Agent", request: web.Request) -> web.StreamResponse:
 
 def entries_view(agent: "Agent", opts: dict, reply: dict, render: dict) -> bytes | None:
     """KVS.Get's and KVS.List's body (agent/http/rendered.py); None when nothing matched."""
-    from .server import encode
     entries = reply.get("Entries")
     if not entries:
         return None
