@@ -25,6 +25,14 @@ def kv_server(calls: list) -> Registry:
     return reg
 
 
+def wire_to(reg: Registry):
+    """remote(): a request sent to the server whose handlers `reg` holds."""
+    async def over_the_wire(method, body):
+        fn, _ = reg.methods[method]
+        return await fn(body, None)
+    return over_the_wire
+
+
 def agent(dc: str, registry: Registry | None, server: bool) -> SimpleNamespace:
     """An agent whose rpc() serves its own datacenter from `registry` and sends any other
     datacenter's read to `remote` (set by the test)."""
@@ -46,11 +54,7 @@ def test_a_read_of_another_dc_is_rendered_by_the_server_that_answers_it():
     dc2 = agent("dc2", reg, server=True)
     rendered.serve(reg, dc2)
     dc1 = agent("dc1", None, server=True)
-
-    async def over_the_wire(method, body):
-        fn, _ = reg.methods[method]
-        return await fn(body, None)
-    dc1.remote = over_the_wire
+    dc1.remote = wire_to(reg)
 
     async def main():
         reply, body = await rendered.read(dc1, "KVS.Get", {"Datacenter": "dc2", "Key": "k"},
@@ -73,11 +77,7 @@ def test_a_server_that_ignores_render_gets_its_rows_rendered_here():
     calls: list = []
     reg = kv_server(calls)                  # no rendered.serve: Consul's server
     client = agent("dc1", None, server=False)
-
-    async def over_the_wire(method, body):
-        fn, _ = reg.methods[method]
-        return await fn(body, None)
-    client.remote = over_the_wire
+    client.remote = wire_to(reg)
 
     async def main():
         reply, body = await rendered.read(client, "KVS.Get", {"Datacenter": "dc1", "Key": "k"},
