@@ -87,9 +87,13 @@ def check_filter(request: web.Request) -> None:
     """Compile `?filter=` for this request's route now (a bad one answers 500 with Consul's
     text before any read or wait); an empty or absent filter is no filter. Routes without
     a record type ignore the parameter, as Consul's endpoints that take no filter do."""
+    text = request.query.get("filter", "")
+    if not text:
+        request[_KEY] = None
+        return
     from ..filter import FilterError
     try:
-        request[_KEY] = compiled(_route(request), request.query.get("filter", ""))
+        request[_KEY] = compiled(_route(request), text)
     except FilterError as exc:
         raise HTTPError(500, str(exc)) from None
 
@@ -108,9 +112,10 @@ _COMPILED: dict[tuple[str, str], object] = {}
 
 
 def compiled(route: str, text: str):
-    """The filter `text` compiled for `route`'s record type (None: no filter); the last 256
-    kept, for reads rendered for another agent (agent/http/rendered.py) that name it again
-    and again. FilterError for a bad one."""
+    """The filter `text` compiled for `route`'s record type (None: no filter). At most 256
+    are kept, the oldest going first: reads rendered for another agent
+    (agent/http/rendered.py) name the same filter again and again. FilterError for a bad
+    one."""
     schema = SCHEMAS.get(route)
     if not text or schema is None:
         return None

@@ -15,10 +15,10 @@ from .catalog_endpoints import (_response, _segment, check_json, json_response, 
 from .errors import bad_request
 from .filtering import apply_filter, filter_rows
 
-SERVICE_ROUTE = "/v1/health/service/{name}"
-
 if TYPE_CHECKING:
     from ..agent import Agent
+
+SERVICE_ROUTE = "/v1/health/service/{name}"
 
 
 async def node(agent: "Agent", request: web.Request):
