@@ -103,7 +103,7 @@ cdef class SwimNode:
     cdef long long _seq
     cdef long long _incarnation
     cdef public int _awareness
-    cdef bint _leaving
+    cdef bint _leaving, _gossip_dead
     cdef readonly bint _leave_notified
     cdef readonly TransmitLimitedQueue _broadcasts
     cdef readonly dict _acks

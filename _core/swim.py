@@ -528,6 +528,7 @@ class SwimNode:
         self._incarnation = 0
         self._awareness = 0
         self._leaving = False
+        self._gossip_dead = True         # gossip reaches nodes dead < GossipToTheDeadTime
         self._leave_notified = False
         # the queue sizes its retransmit limit from len(self._nodes): keep that list's identity
         self._broadcasts = TransmitLimitedQueue(cfg.retransmit_mult, self._nodes.__len__)
@@ -705,11 +706,20 @@ class SwimNode:
                                  "join", join_id)
         return join_id
 
+    def begin_leave(self) -> None:
+        """From now on gossip only to live and suspect nodes. memberlist also gossips to nodes
+        dead for less than GossipToTheDeadTime, which lets a leaving node spend its few
+        transmissions of the leave on them: with one member alive and three just dead, that
+        member missed the leave about one time in five and saw the node fail instead. A
+        node that is leaving has no later gossip in which to make up for it."""
+        self._gossip_dead = False
+
     def leave(self, now: float) -> None:
         """Broadcast dead(From=self); LeaveDone once it is out (or nobody else is alive)."""
         if self._leaving:
             return
         self._leaving = True
+        self._gossip_dead = False
         me = self._node_map.get(self.name)
         if me is None:
             self._leave_done()
@@ -949,7 +959,7 @@ class SwimNode:
             if node.name == me:
                 continue
             if st == STATE_DEAD:
-                if now - node.state_change > dead_time:
+                if not self._gossip_dead or now - node.state_change > dead_time:
                     continue
             elif st != STATE_ALIVE and st != STATE_SUSPECT:
                 continue

@@ -425,6 +425,7 @@ class GossipPool:
         loop = asyncio.get_running_loop()
         if self._snapshot is not None:
             self._snapshot.leave()
+        self.swim.begin_leave()             # the leave goes to nodes that can pass it on
         self.serf.leave(loop.time())
         self._flush()
         others_alive = any(m.status_name == "alive" for m in self.members() if m.name != self.node_name)

@@ -870,6 +870,29 @@ def test_leave_broadcasts_dead_from_self_then_done():
     assert lonely.drain().events == [LeaveDone()]
 
 
+def test_a_leaving_node_gossips_only_to_members_that_can_pass_it_on():
+    """memberlist gossips to members dead for less than GossipToTheDeadTime; a leaving node
+    does not, so its few transmissions of the leave reach the member still alive."""
+    for seed in range(20):
+        cfg = GossipConfig(probe_interval=1000.0, probe_timeout=1.0, push_pull_interval=0.0)
+        n = node(cfg, seed=seed)
+        add(n, 4)                                    # n1 alive; n2..n4 just dead
+        for name in ("n2", "n3", "n4"):
+            n.step_packet(pkt(m.Dead(1, name, "n1")), (ip_of(1), PORT), 0.5)
+        n._broadcasts.reset()
+        n.drain()
+        n.begin_leave()
+        n.leave(1.0)
+        targets = set()
+        t = 1.0
+        while n.num_queued() and t < 10.0:
+            n.tick(t)
+            packets, ready = sent(n)
+            targets |= {addr for addr, msgs in packets if m.Dead(1, "me", "me") in msgs}
+            t = ready.next_deadline
+        assert targets == {(ip_of(1), PORT)}, seed
+
+
 def test_update_meta_broadcasts_a_new_incarnation():
     d = Rec()
     n = node(delegate=d)
