@@ -709,9 +709,9 @@ class SwimNode:
     def begin_leave(self) -> None:
         """From now on gossip only to live and suspect nodes. memberlist also gossips to nodes
         dead for less than GossipToTheDeadTime, which lets a leaving node spend its few
-        transmissions of the leave on them: with one member alive and three just dead, that
-        member missed the leave about one time in five and saw the node fail instead. A
-        node that is leaving has no later gossip in which to make up for it."""
+        transmissions of the leave on them: with one member alive and others just dead, that
+        member could miss the leave and see the node fail instead. A node that is leaving
+        has no later gossip in which to make up for it."""
         self._gossip_dead = False
 
     def leave(self, now: float) -> None:
