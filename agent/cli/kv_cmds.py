@@ -319,6 +319,11 @@ class _Holder:
         raw, headers = _get_with_headers(self.client, path, params)
         return (json.loads(raw) if raw.strip() else []), int(headers.get("X-Consul-Index") or 0)
 
+    def _delete_unchanged(self, key: str, pair: dict) -> str | None:
+        """Delete `key` if it is still `pair` (check-and-set): None, else `in_use`."""
+        removed = self.client.raw_request("DELETE", _path(key), {"cas": str(pair["ModifyIndex"])})
+        return None if json.loads(removed or b"false") else self.in_use
+
     def _put(self, key: str, params: dict, value: bytes = b"") -> bool:
         return bool(json.loads(self.client.raw_request("PUT", _path(key), params, value)
                                or b"false"))
@@ -422,9 +427,16 @@ class _Lock(_Holder):
             self.end_session()
 
     def cleanup(self) -> str | None:
-        """Nothing to do: the key stays, as before (Consul's Lock.Destroy would delete it
-        when no one holds it)."""
-        return None
+        """Consul's Lock.Destroy: delete the key when no one holds it. None when done (or
+        nothing to do), `in_use` when someone holds it."""
+        pairs, _ = self._read(_path(self.key), {})
+        if not pairs:
+            return None
+        if pairs[0].get("Flags") != LOCK_FLAG_VALUE:
+            raise _LockFailed(LOCK_CONFLICT)
+        if pairs[0].get("Session"):
+            return self.in_use
+        return self._delete_unchanged(self.key, pairs[0])
 
 
 class _Semaphore(_Holder):
@@ -559,9 +571,7 @@ class _Semaphore(_Holder):
         self._prune(lock, pairs)
         if lock["Holders"]:
             return self.in_use
-        removed = self.client.raw_request("DELETE", _path(self.lock_key),
-                                          {"cas": str(pair["ModifyIndex"])})
-        return None if json.loads(removed or b"false") else self.in_use
+        return self._delete_unchanged(self.lock_key, pair)
 
 
 def lock(argv: list[str]) -> int:
