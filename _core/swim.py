@@ -944,7 +944,8 @@ class SwimNode:
         return out
 
     def _k_random_gossip(self, k: int, now: float) -> list:
-        """kRandomNodes for gossip: alive, suspect, or dead within GossipToTheDeadTime."""
+        """kRandomNodes for gossip: alive, suspect, or dead within GossipToTheDeadTime (not
+        once we are leaving: begin_leave)."""
         nodes = self._nodes
         n = len(nodes)
         out: list = []
